@@ -1,0 +1,192 @@
+//! Validated, fixed-capacity identifiers that copy like integers.
+//!
+//! Every identifier is stored inline (no heap) so that trade records, map keys and wire frames
+//! stay compact and cheap to hash. The allowed alphabet is printable ASCII without spaces,
+//! commas or quotes, so an identifier can never break a CSV line, a FIX field or a log line.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentError {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} {value:?} is longer than {max} bytes")]
+    TooLong { kind: &'static str, value: String, max: usize },
+    #[error("{kind} {value:?} has a character outside [A-Za-z0-9._:/-]")]
+    BadCharacter { kind: &'static str, value: String },
+}
+
+/// Bytes allowed in identifiers: letters, digits and `. _ : / -`.
+pub const fn is_ident_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'/' | b'-')
+}
+
+/// Inline ASCII string of at most `N` bytes. The unused tail is always zero, so the derived
+/// `Eq`, `Ord` and `Hash` agree with string equality and order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InlineStr<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> InlineStr<N> {
+    fn new_checked(kind: &'static str, value: &str) -> Result<Self, IdentError> {
+        const { assert!(N <= u8::MAX as usize, "invariant: inline string length fits a u8") };
+        if value.is_empty() {
+            return Err(IdentError::Empty { kind });
+        }
+        if value.len() > N {
+            return Err(IdentError::TooLong { kind, value: value.to_owned(), max: N });
+        }
+        if !value.bytes().all(is_ident_byte) {
+            return Err(IdentError::BadCharacter { kind, value: value.to_owned() });
+        }
+        let mut bytes = [0u8; N];
+        bytes[..value.len()].copy_from_slice(value.as_bytes());
+        Ok(Self { bytes, len: value.len() as u8 })
+    }
+
+    fn as_str(&self) -> &str {
+        // Constructed only from validated ASCII, so this cannot fail; fall back to "" rather
+        // than panic should that invariant ever be broken by a future change.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(InlineStr<{ $max }>);
+
+        impl $name {
+            /// Longest accepted value, in bytes.
+            pub const LEN_MAX: usize = $max;
+
+            /// Validates `value` (non-empty, at most `LEN_MAX` bytes, `[A-Za-z0-9._:/-]`).
+            pub fn new_checked(value: &str) -> Result<Self, IdentError> {
+                InlineStr::new_checked($kind, value).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdentError;
+            fn from_str(value: &str) -> Result<Self, IdentError> {
+                Self::new_checked(value)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::new_checked(&value).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// A client firm of keel: the unit of isolation (journal, state, quotas, credentials).
+    TenantId, 32, "tenant id"
+);
+identifier!(
+    /// A clearing or executing firm inside a tenant (the tenant's own entities and give-up peers).
+    FirmId, 16, "firm id"
+);
+identifier!(
+    /// A trading account held by a firm.
+    AccountId, 24, "account id"
+);
+identifier!(
+    /// A listed contract in the instrument master (`ESZ6`, `ESZ6-C6000`).
+    InstrumentId, 24, "instrument id"
+);
+identifier!(
+    /// An exchange (MIC or short code: `CME`, `XEUR`, `ICE`).
+    ExchangeId, 12, "exchange id"
+);
+identifier!(
+    /// An exchange product code (`ES`, `FGBL`): the family of listed contract months.
+    ProductId, 16, "product id"
+);
+identifier!(
+    /// The client's idempotency key for one trade report (FIX TradeReportID, tag 571).
+    ReportId, 32, "report id"
+);
+identifier!(
+    /// An average-price group: fills booked together and allocated at their average price.
+    GroupId, 24, "average-price group id"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_validate_their_input() {
+        let long = "A".repeat(33);
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("ACC-1", Ok("ACC-1")),
+            ("a.b_c:d/e-f", Ok("a.b_c:d/e-f")),
+            ("", Err("report id is empty")),
+            ("has space", Err("outside")),
+            ("comma,", Err("outside")),
+            ("é", Err("outside")),
+            (&long, Err("longer than 32 bytes")),
+        ];
+        for (input, expected) in cases {
+            let got = ReportId::new_checked(input);
+            match (expected, got) {
+                (Ok(want), Ok(id)) => assert_eq!(id.as_str(), *want),
+                (Err(fragment), Err(error)) => {
+                    assert!(error.to_string().contains(fragment), "{input:?}: {error}")
+                }
+                (expected, got) => panic!("{input:?}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn order_and_equality_follow_the_string() {
+        let a = AccountId::new_checked("A").unwrap();
+        let ab = AccountId::new_checked("AB").unwrap();
+        let b = AccountId::new_checked("B").unwrap();
+        assert!(a < ab && ab < b);
+        assert_eq!(a, AccountId::new_checked("A").unwrap());
+    }
+
+    #[test]
+    fn serde_round_trips_and_rejects_invalid() {
+        let id = InstrumentId::new_checked("ESZ6-C6000").unwrap();
+        let bytes = bincode::serialize(&id).unwrap();
+        assert_eq!(bincode::deserialize::<InstrumentId>(&bytes).unwrap(), id);
+        let bad = bincode::serialize("no spaces").unwrap();
+        assert!(bincode::deserialize::<InstrumentId>(&bad).is_err());
+    }
+}

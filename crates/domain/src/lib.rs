@@ -1,0 +1,33 @@
+//! keel's vocabulary, shared by every other crate. No I/O, no clocks, no threads.
+//!
+//! # Layout
+//! - `ident`: validated inline identifiers (`TenantId`, `AccountId`, `InstrumentId`, `ReportId`, ...).
+//! - `fixed`: exact fixed-point `Price`, `Quantity`, `Multiplier`, `Amount`, `Currency`, rounding.
+//! - `date`: calendar `Date` (trade dates, business dates, expiries).
+//! - `instrument`: futures and options and the CSV instrument master loader.
+//! - `account`: accounts, their kind and position mode, and the CSV account list loader.
+//! - `trade`: trade reports (new / amend / cancel), give-up responses, average-price allocations.
+//! - `reject`: `CaptureError`, every rejection with its stable wire code.
+//! - `table`: line-numbered CSV reading shared by the loaders.
+
+pub mod account;
+pub mod date;
+pub mod fixed;
+pub mod ident;
+pub mod instrument;
+pub mod reject;
+pub mod table;
+pub mod trade;
+
+pub use account::{Account, AccountKind, PositionMode};
+pub use date::Date;
+pub use fixed::{Amount, Currency, Multiplier, Price, Quantity, Rounding};
+pub use ident::{
+    AccountId, ExchangeId, FirmId, GroupId, IdentError, InstrumentId, ProductId, ReportId, TenantId,
+};
+pub use instrument::{Instrument, InstrumentKind, OptionTerms, PutCall};
+pub use reject::CaptureError;
+pub use trade::{
+    AveragePriceAllocation, GiveUpDecision, GiveUpResponse, PositionEffect, Side, Split,
+    TradeAction, TradeDetails, TradeReport,
+};

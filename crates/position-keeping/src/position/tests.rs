@@ -1,0 +1,271 @@
+use super::*;
+use proptest::prelude::*;
+
+fn price(text: &str) -> Price {
+    Price::parse(text).unwrap()
+}
+
+fn booking(
+    id: u64,
+    side: Side,
+    quantity: i64,
+    price_text: &str,
+    effect: PositionEffect,
+) -> Booking {
+    Booking {
+        id: BookingId(id),
+        side,
+        quantity: Quantity::new(quantity),
+        price: price(price_text),
+        effect,
+    }
+}
+
+use PositionEffect::{Close, Open};
+use Side::{Buy, Sell};
+
+struct Case {
+    name: &'static str,
+    mode: PositionMode,
+    trades: &'static [(Side, i64, &'static str, PositionEffect)],
+    long: i64,
+    short: i64,
+    realized: &'static str,
+    long_lots: &'static [(i64, &'static str)],
+    short_lots: &'static [(i64, &'static str)],
+}
+
+#[test]
+fn worked_examples() {
+    let cases = [
+        Case {
+            name: "open long",
+            mode: PositionMode::Net,
+            trades: &[(Buy, 3, "5000.25", Open)],
+            long: 3,
+            short: 0,
+            realized: "0",
+            long_lots: &[(3, "5000.25")],
+            short_lots: &[],
+        },
+        Case {
+            name: "fifo partial close realizes against the oldest lot",
+            mode: PositionMode::Net,
+            trades: &[(Buy, 2, "100", Open), (Buy, 2, "101", Open), (Sell, 3, "102", Open)],
+            long: 1,
+            short: 0,
+            // (102-100)*2*50 + (102-101)*1*50 = 250
+            realized: "250",
+            long_lots: &[(1, "101")],
+            short_lots: &[],
+        },
+        Case {
+            name: "net account flips from long to short",
+            mode: PositionMode::Net,
+            trades: &[(Buy, 2, "100", Open), (Sell, 5, "99.5", Open)],
+            long: 0,
+            short: 3,
+            realized: "-50",
+            long_lots: &[],
+            short_lots: &[(3, "99.5")],
+        },
+        Case {
+            name: "closing a short with a buy",
+            mode: PositionMode::Net,
+            trades: &[(Sell, 4, "100", Open), (Buy, 4, "98.75", Close)],
+            long: 0,
+            short: 0,
+            realized: "250",
+            long_lots: &[],
+            short_lots: &[],
+        },
+        Case {
+            name: "gross account keeps both sides open",
+            mode: PositionMode::Gross,
+            trades: &[(Buy, 2, "100", Open), (Sell, 1, "101", Open)],
+            long: 2,
+            short: 1,
+            realized: "0",
+            long_lots: &[(2, "100")],
+            short_lots: &[(1, "101")],
+        },
+        Case {
+            name: "gross close closes the opposite side first in first out",
+            mode: PositionMode::Gross,
+            trades: &[
+                (Buy, 2, "100", Open),
+                (Buy, 1, "103", Open),
+                (Sell, 1, "101", Open),
+                (Sell, 2, "104", Close),
+            ],
+            long: 1,
+            short: 1,
+            realized: "400",
+            long_lots: &[(1, "103")],
+            short_lots: &[(1, "101")],
+        },
+        Case {
+            name: "gross close beyond the open quantity opens the remainder",
+            mode: PositionMode::Gross,
+            trades: &[(Buy, 1, "100", Open), (Sell, 3, "100.5", Close)],
+            long: 0,
+            short: 2,
+            realized: "25",
+            long_lots: &[],
+            short_lots: &[(2, "100.5")],
+        },
+    ];
+    let multiplier = Multiplier::new_checked(50).unwrap();
+    for case in cases {
+        let mut position = Position::new(case.mode, multiplier);
+        for (index, (side, quantity, price_text, effect)) in case.trades.iter().enumerate() {
+            position
+                .book(booking(index as u64 + 1, *side, *quantity, price_text, *effect))
+                .unwrap();
+        }
+        assert_eq!((position.long(), position.short()), (case.long, case.short), "{}", case.name);
+        assert_eq!(position.net(), case.long - case.short, "{}", case.name);
+        assert_eq!(position.realized(), Amount::parse(case.realized).unwrap(), "{}", case.name);
+        let lots =
+            |lots: &VecDeque<Lot>| lots.iter().map(|l| (l.quantity, l.price)).collect::<Vec<_>>();
+        let expect =
+            |lots: &[(i64, &str)]| lots.iter().map(|(q, p)| (*q, price(p))).collect::<Vec<_>>();
+        assert_eq!(lots(position.long_lots()), expect(case.long_lots), "{}", case.name);
+        assert_eq!(lots(position.short_lots()), expect(case.short_lots), "{}", case.name);
+    }
+}
+
+#[test]
+fn average_open_price_is_volume_weighted() {
+    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(10).unwrap());
+    position.book(booking(1, Buy, 1, "100", Open)).unwrap();
+    position.book(booking(2, Buy, 2, "101", Open)).unwrap();
+    assert_eq!(position.average_open_price(Buy), Some(Price::from_nanos(100_666_666_667)));
+    assert_eq!(position.average_open_price(Sell), None);
+}
+
+#[test]
+fn cancel_reverses_realized_pnl() {
+    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(1000).unwrap());
+    position.book(booking(1, Buy, 5, "70.10", Open)).unwrap();
+    position.book(booking(2, Sell, 2, "71.00", Open)).unwrap();
+    position.book(booking(3, Buy, 1, "69.00", Open)).unwrap();
+    assert_eq!(position.realized(), Amount::parse("1800").unwrap());
+    position.reverse(BookingId(2)).unwrap();
+    assert_eq!(position.realized(), Amount::ZERO);
+    assert_eq!(position.net(), 6);
+    let first_lot = position.long_lots().front().copied().unwrap();
+    assert_eq!((first_lot.booking, first_lot.quantity), (BookingId(1), 5));
+}
+
+#[test]
+fn reverse_and_order_errors() {
+    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(1).unwrap());
+    position.book(booking(5, Buy, 1, "1", Open)).unwrap();
+    assert_eq!(
+        position.book(booking(5, Buy, 1, "1", Open)),
+        Err(PositionError::BookingOutOfOrder { last: BookingId(5), next: BookingId(5) })
+    );
+    assert_eq!(position.reverse(BookingId(4)), Err(PositionError::UnknownBooking(BookingId(4))));
+    assert_eq!(position.net(), 1);
+}
+
+#[test]
+fn overflow_leaves_the_position_unchanged() {
+    let mut position =
+        Position::new(PositionMode::Net, Multiplier::new_checked(Multiplier::MAX).unwrap());
+    let huge = Price::from_nanos(i64::MAX);
+    let max = Quantity::TRADE_MAX;
+    let open = Booking { id: BookingId(1), side: Sell, quantity: max, price: huge, effect: Open };
+    position.book(open).unwrap();
+    let mut id = 2;
+    let mut failed = false;
+    for _ in 0..10_000 {
+        let before = position.clone();
+        let close = Booking {
+            id: BookingId(id),
+            side: Buy,
+            quantity: max,
+            price: Price::from_nanos(i64::MIN),
+            effect: Open,
+        };
+        id += 1;
+        if position.book(close).is_err() {
+            assert_eq!(position, before);
+            failed = true;
+            break;
+        }
+        position
+            .book(Booking {
+                id: BookingId(id),
+                side: Sell,
+                quantity: max,
+                price: huge,
+                effect: Open,
+            })
+            .unwrap();
+        id += 1;
+    }
+    assert!(
+        failed,
+        "realized P&L should overflow i128 well before 10,000 round trips of this size"
+    );
+}
+
+fn arbitrary_bookings() -> impl Strategy<Value = Vec<Booking>> {
+    prop::collection::vec((any::<bool>(), 1i64..20, 90i64..110, any::<bool>()), 1..40).prop_map(
+        |rows| {
+            rows.into_iter()
+                .enumerate()
+                .map(|(index, (buy, quantity, whole, close))| Booking {
+                    id: BookingId(index as u64 + 1),
+                    side: if buy { Buy } else { Sell },
+                    quantity: Quantity::new(quantity),
+                    price: Price::from_nanos(whole * 250_000_000),
+                    effect: if close { Close } else { Open },
+                })
+                .collect()
+        },
+    )
+}
+
+fn fold(mode: PositionMode, bookings: &[Booking]) -> Position {
+    let mut position = Position::new(mode, Multiplier::new_checked(25).unwrap());
+    for booking in bookings {
+        position.book(*booking).unwrap();
+    }
+    position
+}
+
+proptest! {
+    /// Cash conservation: at any mark, realized P&L plus the open lots marked to it equals every
+    /// booking marked to it. Holds in both modes, whatever the matching.
+    #[test]
+    fn realized_plus_open_equals_all_trades_marked(bookings in arbitrary_bookings(), gross in any::<bool>(), mark in 80i64..120) {
+        let mode = if gross { PositionMode::Gross } else { PositionMode::Net };
+        let position = fold(mode, &bookings);
+        let mark = i128::from(mark) * 1_000_000_000;
+        let all: i128 = bookings.iter().map(|b| (mark - i128::from(b.price.nanos())) * i128::from(b.quantity.get() * b.side.sign())).sum();
+        let open: i128 = position.long_lots().iter().map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>()
+            - position.short_lots().iter().map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>();
+        prop_assert_eq!(position.realized().nanos() + open * 25, all * 25);
+        let signed: i64 = bookings.iter().map(|b| b.quantity.get() * b.side.sign()).sum();
+        prop_assert_eq!(position.net(), signed);
+        prop_assert_eq!(position.long(), position.long_lots().iter().map(|l| l.quantity).sum::<i64>());
+        prop_assert_eq!(position.short(), position.short_lots().iter().map(|l| l.quantity).sum::<i64>());
+        if mode == PositionMode::Net {
+            prop_assert!(position.long() == 0 || position.short() == 0);
+        }
+    }
+
+    /// Reversing any booking gives exactly the position that never had it.
+    #[test]
+    fn reverse_equals_never_booked(bookings in arbitrary_bookings(), gross in any::<bool>(), pick in any::<prop::sample::Index>()) {
+        let mode = if gross { PositionMode::Gross } else { PositionMode::Net };
+        let mut position = fold(mode, &bookings);
+        let removed = bookings[pick.index(bookings.len())];
+        position.reverse(removed.id).unwrap();
+        let rest: Vec<Booking> = bookings.iter().copied().filter(|b| b.id != removed.id).collect();
+        prop_assert_eq!(position, fold(mode, &rest));
+    }
+}
