@@ -70,6 +70,10 @@ pub enum CaptureError {
     DefinitionConflict(String),
     #[error("amount overflows: {0}")]
     Overflow(&'static str),
+    #[error(
+        "trade {0} was given up to another firm and can no longer be amended or cancelled here"
+    )]
+    TradeGivenUp(ReportId),
 }
 
 impl CaptureError {
@@ -104,6 +108,7 @@ impl CaptureError {
             CaptureError::BusinessDateBackwards { .. } => 1026,
             CaptureError::DefinitionConflict(_) => 1027,
             CaptureError::Overflow(_) => 1028,
+            CaptureError::TradeGivenUp(_) => 1029,
         }
     }
 
@@ -138,6 +143,7 @@ impl CaptureError {
             CaptureError::BusinessDateBackwards { .. } => "BUSINESS_DATE_BACKWARDS",
             CaptureError::DefinitionConflict(_) => "DEFINITION_CONFLICT",
             CaptureError::Overflow(_) => "OVERFLOW",
+            CaptureError::TradeGivenUp(_) => "TRADE_GIVEN_UP",
         }
     }
 }

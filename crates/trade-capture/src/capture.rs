@@ -1,0 +1,662 @@
+//! The capture state machine: one method per instruction, each all-or-nothing. Every check
+//! runs before the first change, so a rejection leaves the state exactly as it was.
+
+use std::hash::Hash;
+
+use keel_domain::fixed::div_round;
+use keel_domain::{
+    Account, AccountKind, Amount, AveragePriceAllocation, CaptureError, Currency, GiveUpDecision,
+    GiveUpResponse, GroupId, Instrument, PositionEffect, Price, Quantity, ReportId, Rounding, Side,
+    Split, TradeAction, TradeDetails, TradeReport,
+};
+use keel_position_keeping::{Booking, BookingId};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{
+    GroupAllocation, GroupKey, GroupRecord, Placed, Placement, ReportEntry, TradeKey, TradeRecord,
+    TradeStatus,
+};
+use crate::reference::{AccountKey, InstrumentKey, Reference};
+use crate::validate::{check_quantity, resolve, Resolved};
+
+/// What an accepted instruction does to positions and cash, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Book {
+        account: AccountKey,
+        instrument: InstrumentKey,
+        booking: Booking,
+    },
+    Reverse {
+        account: AccountKey,
+        instrument: InstrumentKey,
+        booking: BookingId,
+    },
+    /// A cash adjustment outside positions (average-price rounding residuals).
+    Cash {
+        account: AccountKey,
+        currency: Currency,
+        amount: Amount,
+    },
+}
+
+/// How an instruction was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Accepted {
+    /// Applied now, at the sequence given with it.
+    Applied,
+    /// The same report was accepted before, at `sequence`; nothing changed.
+    Duplicate { sequence: u64 },
+}
+
+/// Trades, report ids and average-price groups of one tenant, over its reference data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capture {
+    reference: Reference,
+    trades: Vec<TradeRecord>,
+    #[serde(serialize_with = "sorted::serialize", deserialize_with = "sorted::deserialize")]
+    reports: FxHashMap<ReportId, ReportEntry>,
+    /// The trade each report id resolves to (a `New`'s own trade; an amend's or cancel's target).
+    #[serde(serialize_with = "sorted::serialize", deserialize_with = "sorted::deserialize")]
+    report_trades: FxHashMap<ReportId, TradeKey>,
+    groups: Vec<GroupRecord>,
+    #[serde(skip)]
+    group_index: FxHashMap<GroupId, GroupKey>,
+    next_booking: u64,
+}
+
+/// The instructions on a new or amended trade beyond booking it to its account.
+enum Instruction {
+    Plain,
+    GiveUp(keel_domain::FirmId),
+    Allocate(Vec<(AccountKey, Quantity)>),
+    Group(Option<GroupKey>),
+}
+
+impl Capture {
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    pub fn trades(&self) -> &[TradeRecord] {
+        &self.trades
+    }
+
+    pub fn trade(&self, key: TradeKey) -> &TradeRecord {
+        &self.trades[key.0 as usize]
+    }
+
+    /// The trade created by the `New` report `trade_id`.
+    pub fn find_trade(&self, trade_id: &ReportId) -> Option<TradeKey> {
+        let key = *self.report_trades.get(trade_id)?;
+        (self.trade(key).trade_id == *trade_id).then_some(key)
+    }
+
+    pub fn report(&self, report_id: &ReportId) -> Option<&ReportEntry> {
+        self.reports.get(report_id)
+    }
+
+    pub fn groups(&self) -> &[GroupRecord] {
+        &self.groups
+    }
+
+    pub fn open_business_date(&mut self, date: keel_domain::Date) -> Result<(), CaptureError> {
+        self.reference.open_business_date(date)
+    }
+
+    pub fn define_instrument(&mut self, instrument: Instrument) -> Result<(), CaptureError> {
+        self.reference.define_instrument(instrument).map(drop)
+    }
+
+    pub fn define_account(&mut self, account: Account) -> Result<(), CaptureError> {
+        self.reference.define_account(account).map(drop)
+    }
+
+    /// Rebuilds derived indexes after deserialization.
+    pub fn reindex(&mut self) {
+        self.reference.reindex();
+        self.group_index =
+            self.groups.iter().enumerate().map(|(i, g)| (g.id, GroupKey(i as u32))).collect();
+    }
+
+    /// New, amend or cancel. `sequence` is the tenant sequence of the command carrying it.
+    pub fn apply_trade(
+        &mut self,
+        report: &TradeReport,
+        sequence: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Accepted, CaptureError> {
+        let fingerprint = fingerprint(report);
+        if let Some(duplicate) = self.check_report_id(&report.report_id, fingerprint)? {
+            return Ok(duplicate);
+        }
+        let trade = match &report.action {
+            TradeAction::New(details) => self.new_trade(report.report_id, details, effects)?,
+            TradeAction::Amend { target, details } => self.amend(target, details, effects)?,
+            TradeAction::Cancel { target } => self.cancel(target, effects)?,
+        };
+        self.remember(report.report_id, fingerprint, sequence, trade);
+        Ok(Accepted::Applied)
+    }
+
+    /// The receiving firm accepts (the trade moves to its account) or rejects a give-up.
+    pub fn apply_give_up(
+        &mut self,
+        response: &GiveUpResponse,
+        sequence: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Accepted, CaptureError> {
+        let fingerprint = fingerprint(response);
+        if let Some(duplicate) = self.check_report_id(&response.report_id, fingerprint)? {
+            return Ok(duplicate);
+        }
+        let key =
+            self.find_trade(&response.trade).ok_or(CaptureError::UnknownTrade(response.trade))?;
+        let trade = self.trade(key);
+        let TradeStatus::PendingGiveUp { to } = trade.status else {
+            return Err(CaptureError::NoPendingGiveUp(response.trade));
+        };
+        if response.firm != to {
+            return Err(CaptureError::GiveUpWrongFirm { responder: response.firm, target: to });
+        }
+        let status = match response.decision {
+            GiveUpDecision::Reject => TradeStatus::Active,
+            GiveUpDecision::Accept { account } => {
+                let target = self
+                    .reference
+                    .account_key(&account)
+                    .ok_or(CaptureError::UnknownAccount(account))?;
+                if self.reference.account(target).firm != to {
+                    return Err(CaptureError::AccountNotCarriedByFirm { account, firm: to });
+                }
+                let from = trade.account;
+                self.unplace(key, effects);
+                let trade = &self.trades[key.0 as usize];
+                let (instrument, side, quantity, price, effect) =
+                    (trade.instrument, trade.side, trade.quantity, trade.price, trade.effect);
+                let placed = self.book(target, instrument, side, quantity, price, effect, effects);
+                let trade = &mut self.trades[key.0 as usize];
+                trade.account = target;
+                trade.placement = Placement::Single(placed);
+                TradeStatus::GivenUp { from }
+            }
+        };
+        self.trades[key.0 as usize].status = status;
+        self.remember(response.report_id, fingerprint, sequence, key);
+        Ok(Accepted::Applied)
+    }
+
+    /// Allocates an average-price group at the volume-weighted price of its fills, rounded to the
+    /// instrument's price decimals; the rounding residual goes to the named residual account.
+    pub fn apply_average_price(
+        &mut self,
+        allocation: &AveragePriceAllocation,
+        sequence: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Accepted, CaptureError> {
+        let fingerprint = fingerprint(allocation);
+        if let Some(duplicate) = self.check_report_id(&allocation.report_id, fingerprint)? {
+            return Ok(duplicate);
+        }
+        let group_key = *self
+            .group_index
+            .get(&allocation.group)
+            .ok_or(CaptureError::UnknownGroup(allocation.group))?;
+        let group = &self.groups[group_key.0 as usize];
+        if group.allocation.is_some() {
+            return Err(CaptureError::GroupAlreadyAllocated {
+                trade: allocation.report_id,
+                group: group.id,
+            });
+        }
+        let (quantity, cost) = self.group_totals(group);
+        if quantity == 0 {
+            return Err(CaptureError::GroupEmpty(group.id));
+        }
+        let residual_account = self
+            .reference
+            .account_key(&allocation.residual_account)
+            .ok_or(CaptureError::UnknownAccount(allocation.residual_account))?;
+        if self.reference.account(residual_account).kind != AccountKind::Residual {
+            return Err(CaptureError::NotAResidualAccount(allocation.residual_account));
+        }
+        let holding = self.reference.account(group.account);
+        let splits =
+            self.resolve_splits(&allocation.splits, holding.firm, Quantity::new(quantity))?;
+        let (holding_account, instrument_key, side) = (group.account, group.instrument, group.side);
+        let instrument = self.reference.instrument(instrument_key);
+        let (currency, multiplier) = (instrument.currency, instrument.multiplier.get());
+        let average = average_price(cost, quantity, u32::from(instrument.price_decimals))?;
+        // The holding account buys (sells) at the fills' prices and gives up the lot at the
+        // rounded average: what it is left with is the residual, moved to the residual account.
+        let residual = (i128::from(average.nanos()) * i128::from(quantity) - cost)
+            .checked_mul(i128::from(side.sign() * multiplier))
+            .map(Amount::from_nanos)
+            .ok_or(CaptureError::Overflow("average-price residual"))?;
+
+        let out = self.book(
+            holding_account,
+            instrument_key,
+            side.opposite(),
+            Quantity::new(quantity),
+            average,
+            PositionEffect::Close,
+            effects,
+        );
+        let placed = splits
+            .iter()
+            .map(|&(account, qty)| {
+                self.book(
+                    account,
+                    instrument_key,
+                    side,
+                    qty,
+                    average,
+                    PositionEffect::Open,
+                    effects,
+                )
+            })
+            .collect();
+        if residual != Amount::ZERO {
+            effects.push(Effect::Cash { account: holding_account, currency, amount: -residual });
+            effects.push(Effect::Cash { account: residual_account, currency, amount: residual });
+        }
+        self.groups[group_key.0 as usize].allocation = Some(GroupAllocation {
+            average_price: average,
+            quantity: Quantity::new(quantity),
+            holding: out,
+            splits: placed,
+            residual_account,
+            residual,
+        });
+        let first_fill = self.groups[group_key.0 as usize].fills[0];
+        self.remember(allocation.report_id, fingerprint, sequence, first_fill);
+        Ok(Accepted::Applied)
+    }
+
+    /// `Some(Duplicate)` for an identical resubmission, an error for a different report under a
+    /// used id, `None` for a fresh id.
+    #[inline]
+    fn check_report_id(
+        &self,
+        report_id: &ReportId,
+        fingerprint: u128,
+    ) -> Result<Option<Accepted>, CaptureError> {
+        match self.reports.get(report_id) {
+            None => Ok(None),
+            Some(entry) if entry.fingerprint == fingerprint => {
+                Ok(Some(Accepted::Duplicate { sequence: entry.sequence }))
+            }
+            Some(_) => Err(CaptureError::ReportIdReused(*report_id)),
+        }
+    }
+
+    fn remember(&mut self, report_id: ReportId, fingerprint: u128, sequence: u64, trade: TradeKey) {
+        self.reports.insert(report_id, ReportEntry { fingerprint, sequence });
+        self.report_trades.insert(report_id, trade);
+    }
+
+    fn new_trade(
+        &mut self,
+        report_id: ReportId,
+        details: &TradeDetails,
+        effects: &mut Vec<Effect>,
+    ) -> Result<TradeKey, CaptureError> {
+        let resolved = resolve(&self.reference, details)?;
+        let instruction = self.check_instructions(report_id, details, &resolved, None)?;
+        if self.trades.len() >= u32::MAX as usize {
+            return Err(CaptureError::Overflow("trades per tenant"));
+        }
+        let key = TradeKey(self.trades.len() as u32);
+        self.trades.push(TradeRecord {
+            trade_id: report_id,
+            account: resolved.account,
+            instrument: resolved.instrument,
+            side: details.side,
+            quantity: details.quantity,
+            price: details.price,
+            trade_date: details.trade_date,
+            effect: details.position_effect,
+            executing_firm: details.executing_firm,
+            venue: details.venue,
+            group: None,
+            version: 1,
+            status: TradeStatus::Active,
+            placement: Placement::None,
+        });
+        self.place(key, details, instruction, effects);
+        Ok(key)
+    }
+
+    fn amend(
+        &mut self,
+        target: &ReportId,
+        details: &TradeDetails,
+        effects: &mut Vec<Effect>,
+    ) -> Result<TradeKey, CaptureError> {
+        let key = self.amendable(target)?;
+        let resolved = resolve(&self.reference, details)?;
+        let instruction = self.check_instructions(*target, details, &resolved, Some(key))?;
+        self.unplace(key, effects);
+        let trade = &mut self.trades[key.0 as usize];
+        trade.account = resolved.account;
+        trade.instrument = resolved.instrument;
+        trade.side = details.side;
+        trade.quantity = details.quantity;
+        trade.price = details.price;
+        trade.trade_date = details.trade_date;
+        trade.effect = details.position_effect;
+        trade.executing_firm = details.executing_firm;
+        trade.venue = details.venue;
+        trade.version += 1;
+        trade.status = TradeStatus::Active;
+        self.place(key, details, instruction, effects);
+        Ok(key)
+    }
+
+    fn cancel(
+        &mut self,
+        target: &ReportId,
+        effects: &mut Vec<Effect>,
+    ) -> Result<TradeKey, CaptureError> {
+        let key = self.amendable(target)?;
+        self.unplace(key, effects);
+        let trade = &mut self.trades[key.0 as usize];
+        trade.status = TradeStatus::Cancelled;
+        trade.version += 1;
+        Ok(key)
+    }
+
+    /// The trade `target` names, if it may still be amended or cancelled.
+    fn amendable(&self, target: &ReportId) -> Result<TradeKey, CaptureError> {
+        let key = self.find_trade(target).ok_or(CaptureError::UnknownTrade(*target))?;
+        let trade = self.trade(key);
+        match trade.status {
+            TradeStatus::Active => {}
+            TradeStatus::Cancelled => return Err(CaptureError::TradeAlreadyCancelled(*target)),
+            TradeStatus::PendingGiveUp { .. } => {
+                return Err(CaptureError::TradePendingGiveUp(*target))
+            }
+            TradeStatus::GivenUp { .. } => return Err(CaptureError::TradeGivenUp(*target)),
+        }
+        if let Some(group) = trade.group {
+            let group = &self.groups[group.0 as usize];
+            if group.allocation.is_some() {
+                return Err(CaptureError::GroupAlreadyAllocated {
+                    trade: *target,
+                    group: group.id,
+                });
+            }
+        }
+        Ok(key)
+    }
+
+    /// Checks give-up, allocation and average-price instructions. `amending` is the trade being
+    /// replaced, which may stay in its own group.
+    fn check_instructions(
+        &self,
+        report_id: ReportId,
+        details: &TradeDetails,
+        resolved: &Resolved,
+        amending: Option<TradeKey>,
+    ) -> Result<Instruction, CaptureError> {
+        let allocates = !details.allocations.is_empty();
+        let groups = details.average_price_group.is_some();
+        if (details.give_up_to.is_some() && (allocates || groups)) || (allocates && groups) {
+            return Err(CaptureError::ConflictingInstructions);
+        }
+        if let Some(firm) = details.give_up_to {
+            if firm == details.clearing_firm {
+                return Err(CaptureError::GiveUpToSelf(firm));
+            }
+            return Ok(Instruction::GiveUp(firm));
+        }
+        let account = self.reference.account(resolved.account);
+        if (allocates || groups) && !account.kind.can_allocate() {
+            return Err(CaptureError::AccountCannotAllocate(account.id));
+        }
+        if allocates {
+            let splits =
+                self.resolve_splits(&details.allocations, account.firm, details.quantity)?;
+            return Ok(Instruction::Allocate(splits));
+        }
+        let Some(group_id) = details.average_price_group else { return Ok(Instruction::Plain) };
+        let Some(&group_key) = self.group_index.get(&group_id) else {
+            return Ok(Instruction::Group(None));
+        };
+        let group = &self.groups[group_key.0 as usize];
+        if group.allocation.is_some() {
+            return Err(CaptureError::GroupAlreadyAllocated { trade: report_id, group: group_id });
+        }
+        // An empty group (all fills cancelled) or one whose only fill is being amended may change
+        // its account, instrument or side; otherwise every fill must agree.
+        let only_member =
+            group.fills.is_empty() || amending.is_some_and(|key| group.fills == [key]);
+        let matches = group.account == resolved.account
+            && group.instrument == resolved.instrument
+            && group.side == details.side;
+        if !matches && !only_member {
+            return Err(CaptureError::GroupMismatch(group_id));
+        }
+        Ok(Instruction::Group(Some(group_key)))
+    }
+
+    /// Resolves allocation splits: known accounts of `firm`, positive quantities summing to
+    /// `quantity` exactly.
+    fn resolve_splits(
+        &self,
+        splits: &[Split],
+        firm: keel_domain::FirmId,
+        quantity: Quantity,
+    ) -> Result<Vec<(AccountKey, Quantity)>, CaptureError> {
+        let mut resolved = Vec::with_capacity(splits.len());
+        let mut allocated: i64 = 0;
+        for split in splits {
+            let key = self
+                .reference
+                .account_key(&split.account)
+                .ok_or(CaptureError::UnknownAccount(split.account))?;
+            if self.reference.account(key).firm != firm {
+                return Err(CaptureError::AccountNotCarriedByFirm { account: split.account, firm });
+            }
+            check_quantity(split.quantity)?;
+            allocated = allocated.saturating_add(split.quantity.get());
+            resolved.push((key, split.quantity));
+        }
+        if allocated != quantity.get() {
+            return Err(CaptureError::AllocationQuantityMismatch {
+                allocated: Quantity::new(allocated),
+                quantity,
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// Books a (new or amended) trade according to its instruction.
+    fn place(
+        &mut self,
+        key: TradeKey,
+        details: &TradeDetails,
+        instruction: Instruction,
+        effects: &mut Vec<Effect>,
+    ) {
+        let trade = &self.trades[key.0 as usize];
+        let (account, instrument, side, quantity, price, effect) = (
+            trade.account,
+            trade.instrument,
+            trade.side,
+            trade.quantity,
+            trade.price,
+            trade.effect,
+        );
+        let mut group = None;
+        let (placement, status) = match instruction {
+            Instruction::Plain => (
+                Placement::Single(
+                    self.book(account, instrument, side, quantity, price, effect, effects),
+                ),
+                TradeStatus::Active,
+            ),
+            Instruction::GiveUp(to) => (
+                Placement::Single(
+                    self.book(account, instrument, side, quantity, price, effect, effects),
+                ),
+                TradeStatus::PendingGiveUp { to },
+            ),
+            Instruction::Allocate(splits) => {
+                let placed = splits
+                    .iter()
+                    .map(|&(target, qty)| {
+                        self.book(
+                            target,
+                            instrument,
+                            side,
+                            qty,
+                            price,
+                            PositionEffect::Open,
+                            effects,
+                        )
+                    })
+                    .collect();
+                (Placement::Split(placed), TradeStatus::Active)
+            }
+            Instruction::Group(existing) => {
+                let group_id = details
+                    .average_price_group
+                    .unwrap_or_else(|| unreachable!("group instruction without a group id"));
+                let group_key =
+                    existing.unwrap_or_else(|| self.new_group(group_id, account, instrument, side));
+                let record = &mut self.groups[group_key.0 as usize];
+                (record.account, record.instrument, record.side) = (account, instrument, side);
+                record.fills.push(key);
+                group = Some(group_key);
+                (
+                    Placement::Single(
+                        self.book(account, instrument, side, quantity, price, effect, effects),
+                    ),
+                    TradeStatus::Active,
+                )
+            }
+        };
+        let trade = &mut self.trades[key.0 as usize];
+        trade.placement = placement;
+        trade.status = status;
+        trade.group = group;
+    }
+
+    fn new_group(
+        &mut self,
+        id: GroupId,
+        account: AccountKey,
+        instrument: InstrumentKey,
+        side: Side,
+    ) -> GroupKey {
+        let key = GroupKey(self.groups.len() as u32);
+        self.groups.push(GroupRecord {
+            id,
+            account,
+            instrument,
+            side,
+            fills: Vec::new(),
+            allocation: None,
+        });
+        self.group_index.insert(id, key);
+        key
+    }
+
+    /// Reverses every booking a trade holds and takes it out of its group.
+    fn unplace(&mut self, key: TradeKey, effects: &mut Vec<Effect>) {
+        let trade = &mut self.trades[key.0 as usize];
+        let instrument = trade.instrument;
+        for placed in trade.placement.as_slice() {
+            effects.push(Effect::Reverse {
+                account: placed.account,
+                instrument,
+                booking: placed.booking,
+            });
+        }
+        trade.placement = Placement::None;
+        if let Some(group) = trade.group.take() {
+            self.groups[group.0 as usize].fills.retain(|fill| *fill != key);
+        }
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a booking is these seven facts; a struct would only rename them"
+    )]
+    fn book(
+        &mut self,
+        account: AccountKey,
+        instrument: InstrumentKey,
+        side: Side,
+        quantity: Quantity,
+        price: Price,
+        effect: PositionEffect,
+        effects: &mut Vec<Effect>,
+    ) -> Placed {
+        self.next_booking += 1;
+        let booking = Booking { id: BookingId(self.next_booking), side, quantity, price, effect };
+        effects.push(Effect::Book { account, instrument, booking });
+        Placed { account, booking: booking.id, quantity }
+    }
+
+    /// Total quantity and cost (sum of price x quantity, in price nanos) of a group's fills.
+    fn group_totals(&self, group: &GroupRecord) -> (i64, i128) {
+        group.fills.iter().fold((0, 0), |(quantity, cost), fill| {
+            let trade = self.trade(*fill);
+            (
+                quantity + trade.quantity.get(),
+                cost + i128::from(trade.price.nanos()) * i128::from(trade.quantity.get()),
+            )
+        })
+    }
+}
+
+/// `cost / quantity` rounded half away from zero to `decimals` places.
+fn average_price(cost: i128, quantity: i64, decimals: u32) -> Result<Price, CaptureError> {
+    let step = 10i128
+        .pow(keel_domain::fixed::SCALE_DECIMALS - decimals.min(keel_domain::fixed::SCALE_DECIMALS));
+    let rounded = div_round(cost, i128::from(quantity) * step, Rounding::HalfAwayFromZero) * step;
+    i64::try_from(rounded)
+        .map(Price::from_nanos)
+        .map_err(|_| CaptureError::Overflow("average price"))
+}
+
+/// xxh3-128 of an instruction's content: equal content, equal fingerprint; a collision between
+/// different reports under one id needs 2^64 tries.
+fn fingerprint(value: &impl Hash) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    value.hash(&mut hasher);
+    hasher.digest128()
+}
+
+/// (De)serializes a hash map as a vector sorted by key, so that equal maps give equal bytes.
+mod sorted {
+    use std::hash::Hash;
+
+    use rustc_hash::FxHashMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Ord + Serialize, V: Serialize, S: Serializer>(
+        map: &FxHashMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<FxHashMap<K, V>, D::Error>
+    where
+        K: Eq + Hash + Deserialize<'de>,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

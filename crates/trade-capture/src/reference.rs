@@ -1,0 +1,128 @@
+//! Reference data a tenant's trades are validated against, keyed densely for the hot path.
+
+use keel_domain::{Account, AccountId, CaptureError, Date, Instrument, InstrumentId};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Index of an instrument in the tenant's master (definition order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstrumentKey(pub u32);
+
+/// Index of an account in the tenant's account list (definition order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AccountKey(pub u32);
+
+/// Instruments, accounts and the open clearing business date.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reference {
+    business_date: Option<Date>,
+    instruments: Vec<Instrument>,
+    accounts: Vec<Account>,
+    #[serde(skip)]
+    instrument_index: FxHashMap<InstrumentId, InstrumentKey>,
+    #[serde(skip)]
+    account_index: FxHashMap<AccountId, AccountKey>,
+}
+
+/// Most instruments and accounts one tenant may define (keys are `u32`).
+pub const INSTRUMENTS_MAX: usize = 1_000_000;
+pub const ACCOUNTS_MAX: usize = 10_000_000;
+
+impl Reference {
+    pub fn business_date(&self) -> Option<Date> {
+        self.business_date
+    }
+
+    /// Opens `date` for trading. Dates only move forward; re-opening the same date is a no-op.
+    pub fn open_business_date(&mut self, date: Date) -> Result<(), CaptureError> {
+        match self.business_date {
+            Some(open) if date < open => {
+                Err(CaptureError::BusinessDateBackwards { requested: date, open })
+            }
+            _ => {
+                self.business_date = Some(date);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds an instrument; redefining it with identical terms is a no-op, with other terms an
+    /// error (a listed contract's terms never change under the same id).
+    pub fn define_instrument(
+        &mut self,
+        instrument: Instrument,
+    ) -> Result<InstrumentKey, CaptureError> {
+        if let Some(&key) = self.instrument_index.get(&instrument.id) {
+            return if self.instruments[key.0 as usize] == instrument {
+                Ok(key)
+            } else {
+                Err(CaptureError::DefinitionConflict(format!("instrument {}", instrument.id)))
+            };
+        }
+        if self.instruments.len() >= INSTRUMENTS_MAX {
+            return Err(CaptureError::Overflow("instruments per tenant"));
+        }
+        let key = InstrumentKey(self.instruments.len() as u32);
+        self.instruments.push(instrument);
+        self.instrument_index.insert(instrument.id, key);
+        Ok(key)
+    }
+
+    /// Adds an account; the same rules as instruments.
+    pub fn define_account(&mut self, account: Account) -> Result<AccountKey, CaptureError> {
+        if let Some(&key) = self.account_index.get(&account.id) {
+            return if self.accounts[key.0 as usize] == account {
+                Ok(key)
+            } else {
+                Err(CaptureError::DefinitionConflict(format!("account {}", account.id)))
+            };
+        }
+        if self.accounts.len() >= ACCOUNTS_MAX {
+            return Err(CaptureError::Overflow("accounts per tenant"));
+        }
+        let key = AccountKey(self.accounts.len() as u32);
+        self.accounts.push(account);
+        self.account_index.insert(account.id, key);
+        Ok(key)
+    }
+
+    #[inline]
+    pub fn instrument_key(&self, id: &InstrumentId) -> Option<InstrumentKey> {
+        self.instrument_index.get(id).copied()
+    }
+
+    #[inline]
+    pub fn account_key(&self, id: &AccountId) -> Option<AccountKey> {
+        self.account_index.get(id).copied()
+    }
+
+    #[inline]
+    pub fn instrument(&self, key: InstrumentKey) -> &Instrument {
+        &self.instruments[key.0 as usize]
+    }
+
+    #[inline]
+    pub fn account(&self, key: AccountKey) -> &Account {
+        &self.accounts[key.0 as usize]
+    }
+
+    pub fn instruments(&self) -> &[Instrument] {
+        &self.instruments
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// Rebuilds the lookup indexes after deserialization.
+    pub fn reindex(&mut self) {
+        self.instrument_index = self
+            .instruments
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.id, InstrumentKey(i as u32)))
+            .collect();
+        self.account_index =
+            self.accounts.iter().enumerate().map(|(i, x)| (x.id, AccountKey(i as u32))).collect();
+    }
+}
