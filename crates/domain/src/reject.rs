@@ -69,7 +69,7 @@ pub enum CaptureError {
     #[error("{0} is already defined with different terms")]
     DefinitionConflict(String),
     #[error("amount overflows: {0}")]
-    Overflow(&'static str),
+    Overflow(String),
     #[error(
         "trade {0} was given up to another firm and can no longer be amended or cancelled here"
     )]

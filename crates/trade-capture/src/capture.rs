@@ -233,7 +233,7 @@ impl Capture {
         let residual = (i128::from(average.nanos()) * i128::from(quantity) - cost)
             .checked_mul(i128::from(side.sign() * multiplier))
             .map(Amount::from_nanos)
-            .ok_or(CaptureError::Overflow("average-price residual"))?;
+            .ok_or(CaptureError::Overflow("average-price residual".into()))?;
 
         let out = self.book(
             holding_account,
@@ -306,7 +306,7 @@ impl Capture {
         let resolved = resolve(&self.reference, details)?;
         let instruction = self.check_instructions(report_id, details, &resolved, None)?;
         if self.trades.len() >= u32::MAX as usize {
-            return Err(CaptureError::Overflow("trades per tenant"));
+            return Err(CaptureError::Overflow("trades per tenant".into()));
         }
         let key = TradeKey(self.trades.len() as u32);
         self.trades.push(TradeRecord {
@@ -621,7 +621,7 @@ fn average_price(cost: i128, quantity: i64, decimals: u32) -> Result<Price, Capt
     let rounded = div_round(cost, i128::from(quantity) * step, Rounding::HalfAwayFromZero) * step;
     i64::try_from(rounded)
         .map(Price::from_nanos)
-        .map_err(|_| CaptureError::Overflow("average price"))
+        .map_err(|_| CaptureError::Overflow("average price".into()))
 }
 
 /// xxh3-128 of an instruction's content: equal content, equal fingerprint; a collision between

@@ -60,7 +60,7 @@ impl Reference {
             };
         }
         if self.instruments.len() >= INSTRUMENTS_MAX {
-            return Err(CaptureError::Overflow("instruments per tenant"));
+            return Err(CaptureError::Overflow("instruments per tenant".into()));
         }
         let key = InstrumentKey(self.instruments.len() as u32);
         self.instruments.push(instrument);
@@ -78,7 +78,7 @@ impl Reference {
             };
         }
         if self.accounts.len() >= ACCOUNTS_MAX {
-            return Err(CaptureError::Overflow("accounts per tenant"));
+            return Err(CaptureError::Overflow("accounts per tenant".into()));
         }
         let key = AccountKey(self.accounts.len() as u32);
         self.accounts.push(account);

@@ -1,0 +1,159 @@
+//! Property tests of the engine's invariants (proptest).
+#![allow(clippy::unwrap_used, reason = "tests: a failed setup should fail loudly")]
+
+mod support;
+
+use keel_domain::{Multiplier, PositionMode, Side};
+use keel_engine::{Command, Engine, Outcome};
+use keel_position_keeping::{Booking, BookingId, Position};
+use proptest::prelude::*;
+use support::*;
+
+/// (account index, instrument index, buy, quantity, price in ticks from the base).
+type Row = (usize, usize, bool, i64, i64);
+
+fn rows() -> impl Strategy<Value = Vec<Row>> {
+    prop::collection::vec(
+        (0..ACCOUNT_IDS.len(), 0..INSTRUMENT_IDS.len(), any::<bool>(), 1i64..50, -40i64..40),
+        1..120,
+    )
+}
+
+fn side(buy: bool) -> Side {
+    if buy {
+        Side::Buy
+    } else {
+        Side::Sell
+    }
+}
+
+fn trades(rows: &[Row]) -> Vec<Command> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, &(account, instrument, buy, quantity, ticks))| {
+            new_trade(
+                &format!("T{i}"),
+                details(ACCOUNT_IDS[account], instrument, side(buy), quantity, ticks),
+            )
+        })
+        .collect()
+}
+
+/// The fold of the accepted trades per (account, instrument), computed directly.
+fn folded(rows: &[Row]) -> Summary {
+    let engine = engine_with(&[]);
+    let mut positions: std::collections::BTreeMap<(String, String), Position> = Default::default();
+    for (i, &(account, instrument, buy, quantity, ticks)) in rows.iter().enumerate() {
+        let d = details(ACCOUNT_IDS[account], instrument, side(buy), quantity, ticks);
+        let mode =
+            if ACCOUNT_IDS[account] == "G1" { PositionMode::Gross } else { PositionMode::Net };
+        let multiplier = engine.capture().reference().instruments()[instrument].multiplier;
+        let position =
+            positions.entry((d.account.to_string(), d.instrument.to_string())).or_insert_with(
+                || Position::new(mode, Multiplier::new_checked(multiplier.get()).unwrap()),
+            );
+        position
+            .book(Booking {
+                id: BookingId(i as u64 + 1),
+                side: d.side,
+                quantity: d.quantity,
+                price: d.price,
+                effect: d.position_effect,
+            })
+            .unwrap();
+    }
+    positions
+        .into_iter()
+        .map(|((account, instrument), p)| {
+            let lots = p
+                .long_lots()
+                .iter()
+                .map(|l| (l.quantity, l.price.nanos()))
+                .chain(p.short_lots().iter().map(|l| (-l.quantity, l.price.nanos())))
+                .collect();
+            (account, instrument, p.long(), p.short(), p.realized().nanos(), lots)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Positions equal the fold of the accepted trades, whatever the interleaving of accounts.
+    #[test]
+    fn positions_equal_the_fold_of_trades_in_any_account_order(rows in rows(), seed in any::<u64>()) {
+        let engine = engine_with(&trades(&rows));
+        prop_assert_eq!(summary(&engine), folded(&rows));
+
+        // Interleave accounts differently, keeping each account's own order.
+        let mut by_account: Vec<Vec<Command>> = vec![Vec::new(); ACCOUNT_IDS.len()];
+        for (command, row) in trades(&rows).into_iter().zip(&rows) {
+            by_account[row.0].push(command);
+        }
+        let mut state = seed | 1;
+        let mut interleaved = Vec::new();
+        while by_account.iter().any(|queue| !queue.is_empty()) {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            let queue = (state as usize) % by_account.len();
+            if !by_account[queue].is_empty() {
+                interleaved.push(by_account[queue].remove(0));
+            }
+        }
+        prop_assert_eq!(summary(&engine_with(&interleaved)), summary(&engine));
+    }
+
+    /// Amending a trade and then cancelling it leaves positions and realized P&L as if it had
+    /// never been booked.
+    #[test]
+    fn amend_then_cancel_equals_never_booked(rows in rows(), pick in any::<prop::sample::Index>(), amended in (0..ACCOUNT_IDS.len(), 0..INSTRUMENT_IDS.len(), any::<bool>(), 1i64..50, -40i64..40)) {
+        let target = pick.index(rows.len());
+        let mut commands = trades(&rows);
+        let (account, instrument, buy, quantity, ticks) = amended;
+        commands.push(amend("AMD", &format!("T{target}"), details(ACCOUNT_IDS[account], instrument, side(buy), quantity, ticks)));
+        commands.push(cancel("CXL", &format!("T{target}")));
+        let with = engine_with(&commands);
+        let without_rows: Vec<Row> = rows.iter().enumerate().filter(|(i, _)| *i != target).map(|(_, r)| *r).collect();
+        prop_assert_eq!(summary(&with), summary(&engine_with(&trades(&without_rows))));
+    }
+
+    /// A resubmitted report is a duplicate answered with its original sequence, and changes
+    /// nothing.
+    #[test]
+    fn resubmitted_duplicate_changes_nothing(rows in rows(), pick in any::<prop::sample::Index>()) {
+        let commands = trades(&rows);
+        let mut engine = engine_with(&commands);
+        let capture_before = engine.capture().clone();
+        let positions_before = summary(&engine);
+        let index = pick.index(commands.len());
+        let outcome = run(&mut engine, &[commands[index].clone()]).remove(0);
+        let setup = setup_commands().len() as u64;
+        prop_assert_eq!(outcome, Outcome::Duplicate { sequence: setup + index as u64 + 1 });
+        prop_assert_eq!(summary(&engine), positions_before);
+        prop_assert_eq!(format!("{:?}", engine.capture()), format!("{capture_before:?}"));
+    }
+
+    /// Snapshot then restore reproduces the state hash, and the restored engine goes on exactly
+    /// like the original.
+    #[test]
+    fn snapshot_restore_same_hash(rows in rows(), split in any::<prop::sample::Index>()) {
+        let commands = trades(&rows);
+        let at = split.index(commands.len());
+        let mut original = engine_with(&commands[..at]);
+        let mut restored = Engine::restore(original.tenant(), &original.snapshot()).unwrap();
+        prop_assert_eq!(restored.state_hash(), original.state_hash());
+        run(&mut original, &commands[at..]);
+        run(&mut restored, &commands[at..]);
+        prop_assert_eq!(restored.state_hash(), original.state_hash());
+    }
+
+    /// Two replays of one command list give the same hash; a different list a different one.
+    #[test]
+    fn replay_gives_the_same_hash(rows in rows()) {
+        let commands = trades(&rows);
+        let first = engine_with(&commands);
+        let second = engine_with(&commands);
+        prop_assert_eq!(first.state_hash(), second.state_hash());
+        let shorter = engine_with(&commands[..commands.len() - 1]);
+        prop_assert_ne!(first.state_hash(), shorter.state_hash());
+    }
+}

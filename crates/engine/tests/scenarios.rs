@@ -1,0 +1,122 @@
+//! Worked end-to-end scenarios through the engine, and its fault paths.
+#![allow(clippy::unwrap_used, reason = "tests: a failed setup should fail loudly")]
+
+mod support;
+
+use keel_domain::{
+    Amount, AveragePriceAllocation, GiveUpDecision, GiveUpResponse, Quantity, Side, Split,
+};
+use keel_engine::{Command, Engine, EngineError, Envelope, Outcome};
+use support::*;
+
+#[test]
+fn a_trading_day_through_the_engine() {
+    let mut give_up = details("A1", 0, Side::Buy, 2, 0);
+    give_up.give_up_to = Some("FIRMB".parse().unwrap());
+    let mut omnibus = details("OMNI", 1, Side::Sell, 10, 5);
+    omnibus.allocations = vec![
+        Split { account: "A1".parse().unwrap(), quantity: Quantity::new(4) },
+        Split { account: "A2".parse().unwrap(), quantity: Quantity::new(6) },
+    ];
+    let mut fills = Vec::new();
+    for (i, ticks) in [0, 1, 1].into_iter().enumerate() {
+        let mut fill = details("HOLD", 0, Side::Buy, 1, ticks);
+        fill.average_price_group = Some("APG".parse().unwrap());
+        fills.push(new_trade(&format!("F{i}"), fill));
+    }
+    let mut commands = vec![
+        new_trade("T1", details("A1", 0, Side::Buy, 5, 0)), // A1 long 5 ESZ6 @ 5000
+        new_trade("T2", details("A1", 0, Side::Sell, 3, 4)), // sells 3 @ 5001: +150
+        amend("T2A", "T2", details("A1", 0, Side::Sell, 3, 8)), // now @ 5002: +300
+        new_trade("T3", details("A2", 0, Side::Sell, 1, 0)),
+        cancel("T3X", "T3"),
+        new_trade("GU", give_up),
+        Command::GiveUp(GiveUpResponse {
+            report_id: "GUR".parse().unwrap(),
+            trade: "GU".parse().unwrap(),
+            firm: "FIRMB".parse().unwrap(),
+            decision: GiveUpDecision::Accept { account: "B1".parse().unwrap() },
+        }),
+        new_trade("OM", omnibus),
+    ];
+    commands.extend(fills);
+    commands.push(Command::AveragePrice(AveragePriceAllocation {
+        report_id: "AP".parse().unwrap(),
+        group: "APG".parse().unwrap(),
+        splits: vec![
+            Split { account: "A3".parse().unwrap(), quantity: Quantity::new(2) },
+            Split { account: "A2".parse().unwrap(), quantity: Quantity::new(1) },
+        ],
+        residual_account: "RES".parse().unwrap(),
+    }));
+    let mut engine = engine_with(&[]);
+    let outcomes = run(&mut engine, &commands);
+    assert!(outcomes.iter().all(Outcome::is_accepted), "{outcomes:?}");
+
+    let nanos = |text: &str| Amount::parse(text).unwrap().nanos();
+    let p = |text: &str| keel_domain::Price::parse(text).unwrap().nanos();
+    assert_eq!(
+        summary(&engine),
+        vec![
+            ("A1".into(), "CLF7".into(), 0, 4, 0, vec![(-4, p("70.05"))]),
+            ("A1".into(), "ESZ6".into(), 2, 0, nanos("300"), vec![(2, p("5000"))]),
+            ("A2".into(), "CLF7".into(), 0, 6, 0, vec![(-6, p("70.05"))]),
+            ("A2".into(), "ESZ6".into(), 1, 0, 0, vec![(1, p("5000.1667"))]),
+            ("A3".into(), "ESZ6".into(), 2, 0, 0, vec![(2, p("5000.1667"))]),
+            ("B1".into(), "ESZ6".into(), 2, 0, 0, vec![(2, p("5000"))]),
+            // The holding account is flat; the 0.005 it made rounding up is moved to RES.
+            ("HOLD".into(), "ESZ6".into(), 0, 0, nanos("0.005"), vec![]),
+        ]
+    );
+    let cash: Vec<(String, i128)> = engine
+        .cash_adjustments()
+        .into_iter()
+        .map(|(a, _, amount)| (a.id.to_string(), amount.nanos()))
+        .collect();
+    assert_eq!(cash, vec![("HOLD".into(), -nanos("0.005")), ("RES".into(), nanos("0.005"))]);
+}
+
+#[test]
+fn rejects_leave_positions_alone_and_still_take_a_sequence() {
+    let mut engine = engine_with(&[new_trade("T1", details("A1", 0, Side::Buy, 1, 0))]);
+    let before = summary(&engine);
+    let last = engine.last_sequence();
+    let outcomes = run(&mut engine, &[new_trade("T2", details("NOBODY", 0, Side::Buy, 1, 0))]);
+    assert!(matches!(&outcomes[0], Outcome::Rejected(e) if e.name() == "UNKNOWN_ACCOUNT"));
+    assert_eq!(summary(&engine), before);
+    assert_eq!(engine.last_sequence(), last + 1);
+}
+
+#[test]
+fn sequence_must_increase() {
+    let mut engine = engine_with(&[]);
+    let last = engine.last_sequence();
+    let envelope =
+        Envelope { sequence: last, timestamp_ns: 0, command: setup_commands().remove(0) };
+    assert_eq!(engine.apply(&envelope), Err(EngineError::SequenceOutOfOrder { last, got: last }));
+}
+
+#[test]
+fn restore_refuses_bad_snapshots() {
+    let engine = engine_with(&[new_trade("T1", details("A1", 0, Side::Buy, 1, 0))]);
+    let bytes = engine.snapshot();
+    let other = "other".parse().unwrap();
+    assert!(matches!(Engine::restore(other, &bytes), Err(EngineError::SnapshotTenant { .. })));
+    let mut future = bytes.clone();
+    future[0] = 99;
+    assert!(matches!(
+        Engine::restore(engine.tenant(), &future),
+        Err(EngineError::SnapshotVersion { found: 99, .. })
+    ));
+    assert!(matches!(
+        Engine::restore(engine.tenant(), &bytes[..bytes.len() - 1]),
+        Err(EngineError::SnapshotCorrupt(_))
+    ));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(matches!(
+        Engine::restore(engine.tenant(), &trailing),
+        Err(EngineError::SnapshotCorrupt(_))
+    ));
+    assert!(matches!(Engine::restore(engine.tenant(), &[]), Err(EngineError::SnapshotCorrupt(_))));
+}
