@@ -83,7 +83,7 @@ pub fn read_table(
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .comment(Some(b'#'))
-        .flexible(false)
+        .flexible(true)
         .trim(csv::Trim::None)
         .from_reader(reader);
     let headers = csv.headers().map_err(|e| malformed(&e))?.clone();

@@ -1,0 +1,11 @@
+//! The `keel` binary's library half: what the subcommands do, kept out of `main.rs` so that
+//! end-to-end tests can drive it.
+//!
+//! # Layout
+//! - `tradefile`: the trade CSV format (docs/trade-file.md) parsed into engine commands.
+//! - `import`: `keel import`: books a trade file offline and reports positions and rejects.
+//! - `defaults`: the embedded sample instrument master and account list.
+
+pub mod defaults;
+pub mod import;
+pub mod tradefile;
