@@ -252,7 +252,7 @@ pub fn render_json(report: &ImportReport) -> Value {
                 "average_short": average(view, Side::Sell),
                 "realized": p.realized().to_string(),
                 "currency": view.instrument.currency.as_str(),
-                "open_lots": p.long_lots().len() + p.short_lots().len(),
+                "open_lots": p.open_lot_count(),
             })
         })
         .collect();

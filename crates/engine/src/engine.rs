@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use keel_domain::{Account, Amount, Currency, Instrument, TenantId};
-use keel_position_keeping::{Position, PositionError};
+use keel_position_keeping::{Position, PositionError, Terms};
 use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey};
-use rustc_hash::FxHashMap;
 
+use crate::book::{position_key, split_key, PositionBook};
 use crate::command::{Command, Envelope, Outcome};
 
 /// A fault that must stop the tenant: the journal or the pipeline broke an invariant. Client
@@ -26,21 +26,12 @@ pub enum EngineError {
     SnapshotTenant { found: TenantId, expected: TenantId },
 }
 
-/// Positions are keyed by (account, instrument) packed in one integer.
-pub(crate) fn position_key(account: AccountKey, instrument: InstrumentKey) -> u64 {
-    (u64::from(account.0) << 32) | u64::from(instrument.0)
-}
-
-pub(crate) fn split_key(key: u64) -> (AccountKey, InstrumentKey) {
-    (AccountKey((key >> 32) as u32), InstrumentKey(key as u32))
-}
-
 /// One tenant's state.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) tenant: TenantId,
     pub(crate) capture: Capture,
-    pub(crate) positions: FxHashMap<u64, Position>,
+    pub(crate) positions: PositionBook,
     /// Cash adjustments outside positions (average-price residuals), per account and currency.
     pub(crate) cash: BTreeMap<(AccountKey, Currency), Amount>,
     pub(crate) last_sequence: u64,
@@ -59,13 +50,13 @@ pub struct PositionView<'a> {
 
 impl Engine {
     pub fn new(tenant: TenantId) -> Self {
-        Self::from_parts(tenant, Capture::default(), FxHashMap::default(), BTreeMap::new(), 0, 0)
+        Self::from_parts(tenant, Capture::default(), PositionBook::default(), BTreeMap::new(), 0, 0)
     }
 
     pub(crate) fn from_parts(
         tenant: TenantId,
         capture: Capture,
-        positions: FxHashMap<u64, Position>,
+        positions: PositionBook,
         cash: BTreeMap<(AccountKey, Currency), Amount>,
         last_sequence: u64,
         last_timestamp_ns: i64,
@@ -139,31 +130,22 @@ impl Engine {
         for effect in effects {
             match *effect {
                 Effect::Book { account, instrument, booking } => {
-                    let reference = self.capture.reference();
-                    let position = self
-                        .positions
-                        .entry(position_key(account, instrument))
-                        .or_insert_with(|| {
-                            Position::new(
-                                reference.account(account).position_mode,
-                                reference.instrument(instrument).multiplier,
-                            )
-                        });
+                    let terms = self.terms(account, instrument);
+                    let key = position_key(account, instrument);
+                    let position = self.positions.get_or_insert(key);
                     position
-                        .book(booking)
+                        .book(terms, booking)
                         .map_err(|e| position_error(&self.capture, account, instrument, e))?;
                 }
                 Effect::Reverse { account, instrument, booking } => {
+                    let terms = self.terms(account, instrument);
                     let key = position_key(account, instrument);
                     let fault = |e| position_error(&self.capture, account, instrument, e);
                     let position = self
                         .positions
-                        .get_mut(&key)
+                        .get_mut(key)
                         .ok_or_else(|| fault(PositionError::UnknownBooking(booking)))?;
-                    position.reverse(booking).map_err(fault)?;
-                    if position.is_empty() {
-                        self.positions.remove(&key);
-                    }
+                    position.reverse(terms, booking).map_err(fault)?;
                 }
                 Effect::Cash { account, currency, amount } => {
                     let balance = self.cash.entry((account, currency)).or_default();
@@ -174,6 +156,15 @@ impl Engine {
         Ok(())
     }
 
+    #[inline]
+    fn terms(&self, account: AccountKey, instrument: InstrumentKey) -> Terms {
+        let reference = self.capture.reference();
+        Terms {
+            mode: reference.account(account).position_mode,
+            multiplier: reference.instrument(instrument).multiplier,
+        }
+    }
+
     /// Every non-empty position, ordered by account then instrument id.
     pub fn positions(&self) -> Vec<PositionView<'_>> {
         let reference = self.capture.reference();
@@ -181,7 +172,7 @@ impl Engine {
             .positions
             .iter()
             .map(|(key, position)| {
-                let (account, instrument) = split_key(*key);
+                let (account, instrument) = split_key(key);
                 PositionView {
                     account: reference.account(account),
                     instrument: reference.instrument(instrument),
@@ -204,7 +195,7 @@ impl Engine {
         let reference = self.capture.reference();
         let key =
             position_key(reference.account_key(account)?, reference.instrument_key(instrument)?);
-        self.positions.get(&key)
+        self.positions.get(key)
     }
 
     /// Cash adjustments (average-price residuals), by account id and currency.
@@ -218,7 +209,7 @@ impl Engine {
 
     /// Number of open lots over all positions.
     pub fn open_lots(&self) -> usize {
-        self.positions.values().map(|p| p.long_lots().len() + p.short_lots().len()).sum()
+        self.positions.iter().map(|(_, p)| p.open_lot_count()).sum()
     }
 }
 

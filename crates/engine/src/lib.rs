@@ -5,12 +5,14 @@
 //! - `command`: `Command` (everything that changes state), `Envelope` (sequence + timestamp),
 //!   `Outcome` (accepted / duplicate / rejected).
 //! - `engine`: `Engine`, applying commands, queries, `EngineError` for faults that stop a tenant.
+//! - `book`: the positions arena with its (account, instrument) index.
 //! - `snapshot`: the canonical encoding, BLAKE3 state hash, snapshot and restore.
 //!
 //! Nothing here touches a socket, a file, a clock or a thread: the business date, timestamps,
 //! reference data and sequence numbers all arrive in commands, so the same commands always give
 //! the same state and the same hash.
 
+mod book;
 pub mod command;
 pub mod engine;
 pub mod snapshot;

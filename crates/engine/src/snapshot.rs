@@ -10,10 +10,10 @@ use std::fmt;
 
 use bincode::Options;
 use keel_domain::{Amount, Currency, TenantId};
-use keel_position_keeping::Position;
 use keel_trade_capture::{AccountKey, Capture};
 use serde::{Deserialize, Serialize};
 
+use crate::book::PositionBook;
 use crate::engine::{Engine, EngineError};
 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -44,7 +44,7 @@ struct ImageRef<'a> {
     last_sequence: u64,
     last_timestamp_ns: i64,
     capture: &'a Capture,
-    positions: Vec<(u64, &'a Position)>,
+    positions: &'a PositionBook,
     cash: &'a BTreeMap<(AccountKey, Currency), Amount>,
 }
 
@@ -55,7 +55,7 @@ struct Image {
     last_sequence: u64,
     last_timestamp_ns: i64,
     capture: Capture,
-    positions: Vec<(u64, Position)>,
+    positions: PositionBook,
     cash: BTreeMap<(AccountKey, Currency), Amount>,
 }
 
@@ -70,16 +70,13 @@ fn options() -> impl Options {
 impl Engine {
     /// The canonical encoding of the whole state.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut positions: Vec<(u64, &Position)> =
-            self.positions.iter().map(|(k, p)| (*k, p)).collect();
-        positions.sort_unstable_by_key(|(key, _)| *key);
         let image = ImageRef {
             format_version: SNAPSHOT_FORMAT_VERSION,
             tenant: self.tenant,
             last_sequence: self.last_sequence,
             last_timestamp_ns: self.last_timestamp_ns,
             capture: &self.capture,
-            positions,
+            positions: &self.positions,
             cash: &self.cash,
         };
         // Serializing plain data into a Vec cannot fail; an empty snapshot would be caught by
@@ -117,10 +114,12 @@ impl Engine {
         }
         let mut capture = image.capture;
         capture.reindex();
+        let mut positions = image.positions;
+        positions.reindex();
         Ok(Engine::from_parts(
             image.tenant,
             capture,
-            image.positions.into_iter().collect(),
+            positions,
             image.cash,
             image.last_sequence,
             image.last_timestamp_ns,

@@ -5,7 +5,7 @@ mod support;
 
 use keel_domain::{Multiplier, PositionMode, Side};
 use keel_engine::{Command, Engine, Outcome};
-use keel_position_keeping::{Booking, BookingId, Position};
+use keel_position_keeping::{Booking, BookingId, Position, Terms};
 use proptest::prelude::*;
 use support::*;
 
@@ -48,28 +48,29 @@ fn folded(rows: &[Row]) -> Summary {
         let mode =
             if ACCOUNT_IDS[account] == "G1" { PositionMode::Gross } else { PositionMode::Net };
         let multiplier = engine.capture().reference().instruments()[instrument].multiplier;
+        let terms = Terms { mode, multiplier: Multiplier::new_checked(multiplier.get()).unwrap() };
         let position =
-            positions.entry((d.account.to_string(), d.instrument.to_string())).or_insert_with(
-                || Position::new(mode, Multiplier::new_checked(multiplier.get()).unwrap()),
-            );
+            positions.entry((d.account.to_string(), d.instrument.to_string())).or_default();
         position
-            .book(Booking {
-                id: BookingId(i as u64 + 1),
-                side: d.side,
-                quantity: d.quantity,
-                price: d.price,
-                effect: d.position_effect,
-            })
+            .book(
+                terms,
+                Booking {
+                    id: BookingId(i as u64 + 1),
+                    side: d.side,
+                    quantity: d.quantity,
+                    price: d.price,
+                    effect: d.position_effect,
+                },
+            )
             .unwrap();
     }
     positions
         .into_iter()
         .map(|((account, instrument), p)| {
             let lots = p
-                .long_lots()
-                .iter()
+                .lots(Side::Buy)
                 .map(|l| (l.quantity, l.price.nanos()))
-                .chain(p.short_lots().iter().map(|l| (-l.quantity, l.price.nanos())))
+                .chain(p.lots(Side::Sell).map(|l| (-l.quantity, l.price.nanos())))
                 .collect();
             (account, instrument, p.long(), p.short(), p.realized().nanos(), lots)
         })

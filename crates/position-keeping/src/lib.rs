@@ -10,4 +10,4 @@
 
 pub mod position;
 
-pub use position::{Booking, BookingId, Lot, Position, PositionError};
+pub use position::{Booking, BookingId, Lot, Position, PositionError, Terms};

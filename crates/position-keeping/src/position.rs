@@ -1,9 +1,16 @@
 //! One account's position in one instrument.
-
-use std::collections::VecDeque;
+//!
+//! Memory layout is the point of this module: a position is its active bookings in booking
+//! order, 32 bytes each, stored inline while there is one (most positions) and on the heap
+//! beyond. A booking's `open` field is what remains of it as an open lot, so the FIFO lots are
+//! the bookings with `open > 0`, in order: there is no second copy of them. `long_head` and
+//! `short_head` are the index of the first open lot of each side (0 when there is none), so FIFO
+//! matching is amortized O(1) per booking. The heads are canonical (a function of the entries),
+//! so equal positions compare and serialize equal however they were reached.
 
 use keel_domain::{Amount, Multiplier, PositionEffect, PositionMode, Price, Quantity, Side};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// Identifies a booking within a tenant. Assigned by trade capture in booking order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -27,6 +34,14 @@ pub struct Lot {
     pub price: Price,
 }
 
+/// What a position needs to know about its account and instrument. Passed in rather than
+/// stored: the engine has it at hand, and sixteen bytes per position add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terms {
+    pub mode: PositionMode,
+    pub multiplier: Multiplier,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PositionError {
@@ -34,54 +49,64 @@ pub enum PositionError {
     UnknownBooking(BookingId),
     #[error("booking {next:?} does not follow booking {last:?}")]
     BookingOutOfOrder { last: BookingId, next: BookingId },
-    #[error("realized P&L or open cost overflows")]
+    #[error("booking quantity {0} is outside 1..={max}", max = Quantity::TRADE_MAX)]
+    QuantityOutOfRange(Quantity),
+    #[error("realized P&L or open quantity overflows")]
     Overflow,
 }
 
+/// A booking as stored: 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    id: u64,
+    price: i64,
+    quantity: i32,
+    /// What remains open of this booking, on its own side.
+    open: i32,
+    side: Side,
+    effect: PositionEffect,
+}
+
+impl Entry {
+    fn booking(&self) -> Booking {
+        Booking {
+            id: BookingId(self.id),
+            side: self.side,
+            quantity: Quantity::new(i64::from(self.quantity)),
+            price: Price::from_nanos(self.price),
+            effect: self.effect,
+        }
+    }
+}
+
 /// Net, gross, lots and realized P&L of one account in one instrument.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
-    mode: PositionMode,
-    multiplier: Multiplier,
     /// Active bookings in booking order: the position is their fold.
-    bookings: Vec<Booking>,
-    long_lots: VecDeque<Lot>,
-    short_lots: VecDeque<Lot>,
-    long_quantity: i64,
-    short_quantity: i64,
-    /// Sum of price x quantity over open lots, for the average open price.
-    long_cost: i128,
-    short_cost: i128,
+    entries: SmallVec<[Entry; 1]>,
+    long_head: u32,
+    short_head: u32,
+    long: i64,
+    short: i64,
     realized: Amount,
 }
 
 impl Position {
-    pub fn new(mode: PositionMode, multiplier: Multiplier) -> Self {
-        Self {
-            mode,
-            multiplier,
-            bookings: Vec::new(),
-            long_lots: VecDeque::new(),
-            short_lots: VecDeque::new(),
-            long_quantity: 0,
-            short_quantity: 0,
-            long_cost: 0,
-            short_cost: 0,
-            realized: Amount::ZERO,
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Long minus short contracts.
     pub fn net(&self) -> i64 {
-        self.long_quantity - self.short_quantity
+        self.long - self.short
     }
 
     pub fn long(&self) -> i64 {
-        self.long_quantity
+        self.long
     }
 
     pub fn short(&self) -> i64 {
-        self.short_quantity
+        self.short
     }
 
     /// Realized P&L in the instrument's currency (unrounded: cash rounding is settlement's).
@@ -89,154 +114,203 @@ impl Position {
         self.realized
     }
 
-    pub fn long_lots(&self) -> &VecDeque<Lot> {
-        &self.long_lots
+    /// Open lots of one side, oldest first.
+    pub fn lots(&self, side: Side) -> impl Iterator<Item = Lot> + '_ {
+        let head = match side {
+            Side::Buy => self.long_head,
+            Side::Sell => self.short_head,
+        } as usize;
+        self.entries[head.min(self.entries.len())..]
+            .iter()
+            .filter(move |entry| entry.side == side && entry.open > 0)
+            .map(|entry| Lot {
+                booking: BookingId(entry.id),
+                quantity: i64::from(entry.open),
+                price: Price::from_nanos(entry.price),
+            })
     }
 
-    pub fn short_lots(&self) -> &VecDeque<Lot> {
-        &self.short_lots
+    pub fn open_lot_count(&self) -> usize {
+        self.entries.iter().filter(|entry| entry.open > 0).count()
     }
 
-    pub fn bookings(&self) -> &[Booking] {
-        &self.bookings
-    }
-
-    pub fn mode(&self) -> PositionMode {
-        self.mode
-    }
-
-    pub fn multiplier(&self) -> Multiplier {
-        self.multiplier
+    /// Active bookings in booking order.
+    pub fn bookings(&self) -> impl Iterator<Item = Booking> + '_ {
+        self.entries.iter().map(Entry::booking)
     }
 
     /// True when nothing is booked: the position can be dropped.
     pub fn is_empty(&self) -> bool {
-        self.bookings.is_empty()
+        self.entries.is_empty()
     }
 
     /// Volume-weighted open price of one side, rounded half-even to nine decimals.
     pub fn average_open_price(&self, side: Side) -> Option<Price> {
-        let (cost, quantity) = match side {
-            Side::Buy => (self.long_cost, self.long_quantity),
-            Side::Sell => (self.short_cost, self.short_quantity),
-        };
+        let (cost, quantity) = self.lots(side).fold((0i128, 0i128), |(cost, quantity), lot| {
+            let size = i128::from(lot.quantity);
+            (cost + i128::from(lot.price.nanos()) * size, quantity + size)
+        });
         if quantity == 0 {
             return None;
         }
-        let average = keel_domain::fixed::div_round(
-            cost,
-            i128::from(quantity),
-            keel_domain::Rounding::HalfEven,
-        );
+        let average =
+            keel_domain::fixed::div_round(cost, quantity, keel_domain::Rounding::HalfEven);
         i64::try_from(average).ok().map(Price::from_nanos)
     }
 
     /// Books one more trade effect. Booking ids must increase. On error the position is
     /// unchanged.
-    pub fn book(&mut self, booking: Booking) -> Result<(), PositionError> {
-        if let Some(last) = self.bookings.last() {
-            if last.id >= booking.id {
-                return Err(PositionError::BookingOutOfOrder { last: last.id, next: booking.id });
+    pub fn book(&mut self, terms: Terms, booking: Booking) -> Result<(), PositionError> {
+        if let Some(last) = self.entries.last() {
+            if last.id >= booking.id.0 {
+                let last = BookingId(last.id);
+                return Err(PositionError::BookingOutOfOrder { last, next: booking.id });
             }
         }
-        match self.apply(&booking) {
-            Ok(()) => {
-                self.bookings.push(booking);
-                Ok(())
-            }
-            Err(error) => {
-                // Overflow needs amounts far beyond any listed contract; undo by folding the
-                // bookings that were there before rather than paying for a copy on every trade.
-                self.refold()?;
-                Err(error)
-            }
+        let quantity = i32::try_from(booking.quantity.get())
+            .ok()
+            .filter(|q| *q > 0 && i64::from(*q) <= Quantity::TRADE_MAX.get())
+            .ok_or(PositionError::QuantityOutOfRange(booking.quantity))?;
+        self.entries.push(Entry {
+            id: booking.id.0,
+            price: booking.price.nanos(),
+            quantity,
+            open: 0,
+            side: booking.side,
+            effect: booking.effect,
+        });
+        let index = self.entries.len() - 1;
+        if let Err(error) = self.apply(index, terms) {
+            // Overflow needs amounts far beyond any listed contract; undo by folding the
+            // bookings that were there before rather than paying for a copy on every trade.
+            self.entries.pop();
+            self.refold(terms)?;
+            return Err(error);
         }
+        Ok(())
     }
 
     /// Takes a booking out (amend or cancel) and folds the remaining ones again, so the result
     /// is exactly the position that never saw it.
-    pub fn reverse(&mut self, id: BookingId) -> Result<Booking, PositionError> {
+    pub fn reverse(&mut self, terms: Terms, id: BookingId) -> Result<Booking, PositionError> {
         let index = self
-            .bookings
-            .binary_search_by_key(&id, |booking| booking.id)
+            .entries
+            .binary_search_by_key(&id.0, |entry| entry.id)
             .map_err(|_| PositionError::UnknownBooking(id))?;
-        let removed = self.bookings.remove(index);
-        self.refold()?;
-        Ok(removed)
+        let removed = self.entries.remove(index);
+        if self.entries.is_empty() {
+            *self = Position::default();
+        } else if index == self.entries.len() && removed.open == removed.quantity {
+            // The newest booking closed nothing: taking it out only removes its own lot.
+            self.take_open(removed.side, i64::from(removed.open));
+        } else {
+            self.refold(terms)?;
+        }
+        Ok(removed.booking())
     }
 
     /// Recomputes lots, quantities and realized P&L from the active bookings.
-    fn refold(&mut self) -> Result<(), PositionError> {
-        let bookings = std::mem::take(&mut self.bookings);
-        let mut rebuilt = Position::new(self.mode, self.multiplier);
-        let result = bookings.iter().try_for_each(|booking| rebuilt.apply(booking));
-        rebuilt.bookings = bookings;
-        *self = rebuilt;
-        result
+    fn refold(&mut self, terms: Terms) -> Result<(), PositionError> {
+        (self.long_head, self.short_head, self.long, self.short) = (0, 0, 0, 0);
+        self.realized = Amount::ZERO;
+        for index in 0..self.entries.len() {
+            self.apply(index, terms)?;
+        }
+        Ok(())
     }
 
-    fn apply(&mut self, booking: &Booking) -> Result<(), PositionError> {
-        let mut remaining = booking.quantity.get();
-        debug_assert!(remaining > 0, "invariant: bookings carry a positive quantity");
-        let closes = match self.mode {
+    /// Applies the booking at `index` against the lots of the bookings before it.
+    fn apply(&mut self, index: usize, terms: Terms) -> Result<(), PositionError> {
+        let closes = match terms.mode {
             PositionMode::Net => true,
-            PositionMode::Gross => booking.effect == PositionEffect::Close,
+            PositionMode::Gross => self.entries[index].effect == PositionEffect::Close,
         };
+        let mut remaining = self.entries[index].quantity;
         if closes {
-            remaining = self.close_opposite(booking, remaining)?;
+            remaining = self.close_opposite(index, i128::from(terms.multiplier.get()))?;
         }
+        let entry = &mut self.entries[index];
+        entry.open = remaining;
         if remaining > 0 {
-            self.open(booking, remaining)?;
+            let (total, head) = match entry.side {
+                Side::Buy => (&mut self.long, &mut self.long_head),
+                Side::Sell => (&mut self.short, &mut self.short_head),
+            };
+            if *total == 0 {
+                *head = index as u32;
+            }
+            *total = total.checked_add(i64::from(remaining)).ok_or(PositionError::Overflow)?;
         }
         Ok(())
     }
 
-    fn open(&mut self, booking: &Booking, quantity: i64) -> Result<(), PositionError> {
-        let cost = i128::from(booking.price.nanos()) * i128::from(quantity);
-        let lot = Lot { booking: booking.id, quantity, price: booking.price };
-        let (lots, total, open_cost) = match booking.side {
-            Side::Buy => (&mut self.long_lots, &mut self.long_quantity, &mut self.long_cost),
-            Side::Sell => (&mut self.short_lots, &mut self.short_quantity, &mut self.short_cost),
+    /// Removes `quantity` open contracts of `side`, keeping the head canonical: the index of
+    /// the first open lot of that side, or 0 when there is none.
+    fn take_open(&mut self, side: Side, quantity: i64) {
+        let (total, head) = match side {
+            Side::Buy => (&mut self.long, &mut self.long_head),
+            Side::Sell => (&mut self.short, &mut self.short_head),
         };
-        *open_cost = open_cost.checked_add(cost).ok_or(PositionError::Overflow)?;
-        *total = total.checked_add(quantity).ok_or(PositionError::Overflow)?;
-        lots.push_back(lot);
-        Ok(())
+        *total -= quantity;
+        if *total == 0 {
+            *head = 0;
+        } else {
+            let mut index = *head as usize;
+            while index < self.entries.len()
+                && !(self.entries[index].side == side && self.entries[index].open > 0)
+            {
+                index += 1;
+            }
+            *head = index as u32;
+        }
     }
 
-    /// Closes lots of the other side first-in first-out; returns the quantity left over.
-    fn close_opposite(
-        &mut self,
-        booking: &Booking,
-        mut remaining: i64,
-    ) -> Result<i64, PositionError> {
-        let (lots, total, open_cost) = match booking.side {
-            Side::Buy => (&mut self.short_lots, &mut self.short_quantity, &mut self.short_cost),
-            Side::Sell => (&mut self.long_lots, &mut self.long_quantity, &mut self.long_cost),
+    /// Closes lots of the other side first-in first-out against the booking at `index`;
+    /// returns the quantity left over.
+    fn close_opposite(&mut self, index: usize, multiplier: i128) -> Result<i32, PositionError> {
+        let Entry { side, price, quantity, .. } = self.entries[index];
+        let opposite = side.opposite();
+        let open_opposite = match side {
+            Side::Buy => self.short,
+            Side::Sell => self.long,
         };
-        let multiplier = i128::from(self.multiplier.get());
+        if open_opposite == 0 {
+            return Ok(quantity);
+        }
+        let mut head = match side {
+            Side::Buy => self.short_head,
+            Side::Sell => self.long_head,
+        } as usize;
+        let mut remaining = quantity;
         let mut realized = self.realized.nanos();
-        while remaining > 0 {
-            let Some(lot) = lots.front_mut() else { break };
-            let matched = remaining.min(lot.quantity);
+        while remaining > 0 && head < index {
+            let lot = &mut self.entries[head];
+            if lot.side != opposite || lot.open == 0 {
+                head += 1;
+                continue;
+            }
+            let matched = remaining.min(lot.open);
             // A closing sell earns (sell - open); a closing buy earns (open - buy).
-            let per_unit = match booking.side {
-                Side::Sell => i128::from(booking.price.nanos()) - i128::from(lot.price.nanos()),
-                Side::Buy => i128::from(lot.price.nanos()) - i128::from(booking.price.nanos()),
+            let per_unit = match side {
+                Side::Sell => i128::from(price) - i128::from(lot.price),
+                Side::Buy => i128::from(lot.price) - i128::from(price),
             };
             let pnl = per_unit
-                .checked_mul(i128::from(matched))
-                .and_then(|v| v.checked_mul(multiplier))
+                .checked_mul(i128::from(matched) * multiplier)
                 .ok_or(PositionError::Overflow)?;
             realized = realized.checked_add(pnl).ok_or(PositionError::Overflow)?;
-            *open_cost -= i128::from(lot.price.nanos()) * i128::from(matched);
-            *total -= matched;
-            lot.quantity -= matched;
+            lot.open -= matched;
             remaining -= matched;
-            if lot.quantity == 0 {
-                lots.pop_front();
+            if lot.open == 0 {
+                head += 1;
             }
         }
+        let head = head as u32;
+        match side {
+            Side::Buy => self.short_head = head,
+            Side::Sell => self.long_head = head,
+        }
+        self.take_open(opposite, i64::from(quantity - remaining));
         self.realized = Amount::from_nanos(realized);
         Ok(remaining)
     }

@@ -14,10 +14,11 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{
-    GroupAllocation, GroupKey, GroupRecord, Placed, Placement, ReportEntry, TradeKey, TradeRecord,
+    GroupAllocation, GroupKey, GroupRecord, Placed, Placement, ReportKind, TradeKey, TradeRecord,
     TradeStatus,
 };
 use crate::reference::{AccountKey, InstrumentKey, Reference};
+use crate::reports::{ReportRecord, ReportTable};
 use crate::validate::{check_quantity, resolve, Resolved};
 
 /// What an accepted instruction does to positions and cash, in order.
@@ -55,11 +56,10 @@ pub enum Accepted {
 pub struct Capture {
     reference: Reference,
     trades: Vec<TradeRecord>,
+    reports: ReportTable,
+    /// Bookings of allocated trades, one per split.
     #[serde(serialize_with = "sorted::serialize", deserialize_with = "sorted::deserialize")]
-    reports: FxHashMap<ReportId, ReportEntry>,
-    /// The trade each report id resolves to (a `New`'s own trade; an amend's or cancel's target).
-    #[serde(serialize_with = "sorted::serialize", deserialize_with = "sorted::deserialize")]
-    report_trades: FxHashMap<ReportId, TradeKey>,
+    splits: FxHashMap<TradeKey, Box<[Placed]>>,
     groups: Vec<GroupRecord>,
     #[serde(skip)]
     group_index: FxHashMap<GroupId, GroupKey>,
@@ -89,11 +89,16 @@ impl Capture {
 
     /// The trade created by the `New` report `trade_id`.
     pub fn find_trade(&self, trade_id: &ReportId) -> Option<TradeKey> {
-        let key = *self.report_trades.get(trade_id)?;
-        (self.trade(key).trade_id == *trade_id).then_some(key)
+        let entry = self.reports.get(trade_id)?;
+        (entry.kind == ReportKind::New).then_some(entry.trade)
     }
 
-    pub fn report(&self, report_id: &ReportId) -> Option<&ReportEntry> {
+    /// The bookings an allocated trade was split into.
+    pub fn splits(&self, key: TradeKey) -> &[Placed] {
+        self.splits.get(&key).map_or(&[], |placed| placed)
+    }
+
+    pub fn report(&self, report_id: &ReportId) -> Option<&ReportRecord> {
         self.reports.get(report_id)
     }
 
@@ -116,6 +121,7 @@ impl Capture {
     /// Rebuilds derived indexes after deserialization.
     pub fn reindex(&mut self) {
         self.reference.reindex();
+        self.reports.reindex();
         self.group_index =
             self.groups.iter().enumerate().map(|(i, g)| (g.id, GroupKey(i as u32))).collect();
     }
@@ -131,12 +137,16 @@ impl Capture {
         if let Some(duplicate) = self.check_report_id(&report.report_id, fingerprint)? {
             return Ok(duplicate);
         }
-        let trade = match &report.action {
-            TradeAction::New(details) => self.new_trade(report.report_id, details, effects)?,
-            TradeAction::Amend { target, details } => self.amend(target, details, effects)?,
-            TradeAction::Cancel { target } => self.cancel(target, effects)?,
+        let (trade, kind) = match &report.action {
+            TradeAction::New(details) => {
+                (self.new_trade(report.report_id, details, effects)?, ReportKind::New)
+            }
+            TradeAction::Amend { target, details } => {
+                (self.amend(target, details, effects)?, ReportKind::Amend)
+            }
+            TradeAction::Cancel { target } => (self.cancel(target, effects)?, ReportKind::Cancel),
         };
-        self.remember(report.report_id, fingerprint, sequence, trade);
+        self.remember(report.report_id, fingerprint, sequence, trade, kind);
         Ok(Accepted::Applied)
     }
 
@@ -157,6 +167,7 @@ impl Capture {
         let TradeStatus::PendingGiveUp { to } = trade.status else {
             return Err(CaptureError::NoPendingGiveUp(response.trade));
         };
+        let to = self.reference.firm(to);
         if response.firm != to {
             return Err(CaptureError::GiveUpWrongFirm { responder: response.firm, target: to });
         }
@@ -178,12 +189,12 @@ impl Capture {
                 let placed = self.book(target, instrument, side, quantity, price, effect, effects);
                 let trade = &mut self.trades[key.0 as usize];
                 trade.account = target;
-                trade.placement = Placement::Single(placed);
+                trade.placement = Placement::Single(placed.booking);
                 TradeStatus::GivenUp { from }
             }
         };
         self.trades[key.0 as usize].status = status;
-        self.remember(response.report_id, fingerprint, sequence, key);
+        self.remember(response.report_id, fingerprint, sequence, key, ReportKind::GiveUp);
         Ok(Accepted::Applied)
     }
 
@@ -271,7 +282,13 @@ impl Capture {
             residual,
         });
         let first_fill = self.groups[group_key.0 as usize].fills[0];
-        self.remember(allocation.report_id, fingerprint, sequence, first_fill);
+        self.remember(
+            allocation.report_id,
+            fingerprint,
+            sequence,
+            first_fill,
+            ReportKind::AveragePrice,
+        );
         Ok(Accepted::Applied)
     }
 
@@ -281,7 +298,7 @@ impl Capture {
     fn check_report_id(
         &self,
         report_id: &ReportId,
-        fingerprint: u128,
+        fingerprint: [u64; 2],
     ) -> Result<Option<Accepted>, CaptureError> {
         match self.reports.get(report_id) {
             None => Ok(None),
@@ -292,9 +309,15 @@ impl Capture {
         }
     }
 
-    fn remember(&mut self, report_id: ReportId, fingerprint: u128, sequence: u64, trade: TradeKey) {
-        self.reports.insert(report_id, ReportEntry { fingerprint, sequence });
-        self.report_trades.insert(report_id, trade);
+    fn remember(
+        &mut self,
+        report_id: ReportId,
+        fingerprint: [u64; 2],
+        sequence: u64,
+        trade: TradeKey,
+        kind: ReportKind,
+    ) {
+        self.reports.insert(ReportRecord { id: report_id, kind, trade, fingerprint, sequence });
     }
 
     fn new_trade(
@@ -310,7 +333,6 @@ impl Capture {
         }
         let key = TradeKey(self.trades.len() as u32);
         self.trades.push(TradeRecord {
-            trade_id: report_id,
             account: resolved.account,
             instrument: resolved.instrument,
             side: details.side,
@@ -318,8 +340,8 @@ impl Capture {
             price: details.price,
             trade_date: details.trade_date,
             effect: details.position_effect,
-            executing_firm: details.executing_firm,
-            venue: details.venue,
+            executing_firm: self.reference.intern_firm(details.executing_firm),
+            venue: details.venue.map(|venue| self.reference.intern_venue(venue)),
             group: None,
             version: 1,
             status: TradeStatus::Active,
@@ -347,8 +369,8 @@ impl Capture {
         trade.price = details.price;
         trade.trade_date = details.trade_date;
         trade.effect = details.position_effect;
-        trade.executing_firm = details.executing_firm;
-        trade.venue = details.venue;
+        trade.executing_firm = self.reference.intern_firm(details.executing_firm);
+        trade.venue = details.venue.map(|venue| self.reference.intern_venue(venue));
         trade.version += 1;
         trade.status = TradeStatus::Active;
         self.place(key, details, instruction, effects);
@@ -492,34 +514,25 @@ impl Capture {
         );
         let mut group = None;
         let (placement, status) = match instruction {
-            Instruction::Plain => (
-                Placement::Single(
-                    self.book(account, instrument, side, quantity, price, effect, effects),
-                ),
-                TradeStatus::Active,
-            ),
-            Instruction::GiveUp(to) => (
-                Placement::Single(
-                    self.book(account, instrument, side, quantity, price, effect, effects),
-                ),
-                TradeStatus::PendingGiveUp { to },
-            ),
+            Instruction::Plain => {
+                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                (Placement::Single(placed.booking), TradeStatus::Active)
+            }
+            Instruction::GiveUp(to) => {
+                let to = self.reference.intern_firm(to);
+                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                (Placement::Single(placed.booking), TradeStatus::PendingGiveUp { to })
+            }
             Instruction::Allocate(splits) => {
+                let open = PositionEffect::Open;
                 let placed = splits
                     .iter()
                     .map(|&(target, qty)| {
-                        self.book(
-                            target,
-                            instrument,
-                            side,
-                            qty,
-                            price,
-                            PositionEffect::Open,
-                            effects,
-                        )
+                        self.book(target, instrument, side, qty, price, open, effects)
                     })
                     .collect();
-                (Placement::Split(placed), TradeStatus::Active)
+                self.splits.insert(key, placed);
+                (Placement::Split, TradeStatus::Active)
             }
             Instruction::Group(existing) => {
                 let group_id = details
@@ -531,12 +544,8 @@ impl Capture {
                 (record.account, record.instrument, record.side) = (account, instrument, side);
                 record.fills.push(key);
                 group = Some(group_key);
-                (
-                    Placement::Single(
-                        self.book(account, instrument, side, quantity, price, effect, effects),
-                    ),
-                    TradeStatus::Active,
-                )
+                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                (Placement::Single(placed.booking), TradeStatus::Active)
             }
         };
         let trade = &mut self.trades[key.0 as usize];
@@ -569,14 +578,18 @@ impl Capture {
     fn unplace(&mut self, key: TradeKey, effects: &mut Vec<Effect>) {
         let trade = &mut self.trades[key.0 as usize];
         let instrument = trade.instrument;
-        for placed in trade.placement.as_slice() {
-            effects.push(Effect::Reverse {
-                account: placed.account,
-                instrument,
-                booking: placed.booking,
-            });
+        match std::mem::replace(&mut trade.placement, Placement::None) {
+            Placement::None => {}
+            Placement::Single(booking) => {
+                effects.push(Effect::Reverse { account: trade.account, instrument, booking });
+            }
+            Placement::Split => {
+                for placed in self.splits.remove(&key).unwrap_or_default().iter() {
+                    let account = placed.account;
+                    effects.push(Effect::Reverse { account, instrument, booking: placed.booking });
+                }
+            }
         }
-        trade.placement = Placement::None;
         if let Some(group) = trade.group.take() {
             self.groups[group.0 as usize].fills.retain(|fill| *fill != key);
         }
@@ -625,11 +638,48 @@ fn average_price(cost: i128, quantity: i64, decimals: u32) -> Result<Price, Capt
 }
 
 /// xxh3-128 of an instruction's content: equal content, equal fingerprint; a collision between
-/// different reports under one id needs 2^64 tries.
-fn fingerprint(value: &impl Hash) -> u128 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+/// different reports under one id needs about 2^64 tries. The content is gathered through its
+/// `Hash` implementation into a stack buffer and hashed in one call, which is several times
+/// faster than feeding the streaming hasher field by field.
+fn fingerprint(value: &impl Hash) -> [u64; 2] {
+    let mut hasher = Gather { buffer: [0; GATHER_BYTES], len: 0, overflow: None };
     value.hash(&mut hasher);
-    hasher.digest128()
+    let digest = match hasher.overflow {
+        None => xxhash_rust::xxh3::xxh3_128(&hasher.buffer[..hasher.len]),
+        Some(mut streaming) => {
+            streaming.update(&hasher.buffer[..hasher.len]);
+            streaming.digest128()
+        }
+    };
+    [digest as u64, (digest >> 64) as u64]
+}
+
+const GATHER_BYTES: usize = 512;
+
+/// A `Hasher` that only collects bytes; large inputs spill into a streaming xxh3.
+struct Gather {
+    buffer: [u8; GATHER_BYTES],
+    len: usize,
+    overflow: Option<xxhash_rust::xxh3::Xxh3>,
+}
+
+impl std::hash::Hasher for Gather {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > GATHER_BYTES {
+            let streaming = self.overflow.get_or_insert_with(xxhash_rust::xxh3::Xxh3::new);
+            streaming.update(&self.buffer[..self.len]);
+            streaming.update(bytes);
+            self.len = 0;
+            return;
+        }
+        self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn finish(&self) -> u64 {
+        unreachable!("fingerprints are read with xxh3_128, not Hasher::finish")
+    }
 }
 
 /// (De)serializes a hash map as a vector sorted by key, so that equal maps give equal bytes.

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - `reference`: instrument and account masters and the open business date, with dense keys.
-//! - `record`: what capture remembers per trade, report and average-price group.
+//! - `record`: what capture remembers per trade and average-price group.
+//! - `reports`: the table of accepted report ids (idempotency), an arena with a hash index.
 //! - `validate`: checks on one trade's details, returning the resolved (keyed) trade.
 //! - `capture`: `Capture`, the state machine: new / amend / cancel, give-up, allocation,
 //!   average price, idempotency; it emits `Effect`s for position keeping.
@@ -15,8 +16,10 @@
 pub mod capture;
 pub mod record;
 pub mod reference;
+pub mod reports;
 pub mod validate;
 
 pub use capture::{Accepted, Capture, Effect};
-pub use record::{GroupKey, Placement, ReportEntry, TradeKey, TradeRecord, TradeStatus};
-pub use reference::{AccountKey, InstrumentKey, Reference};
+pub use record::{GroupKey, Placement, ReportKind, TradeKey, TradeRecord, TradeStatus};
+pub use reference::{AccountKey, FirmKey, InstrumentKey, Reference, VenueKey};
+pub use reports::{ReportRecord, ReportTable};

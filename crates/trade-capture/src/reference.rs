@@ -1,6 +1,8 @@
 //! Reference data a tenant's trades are validated against, keyed densely for the hot path.
 
-use keel_domain::{Account, AccountId, CaptureError, Date, Instrument, InstrumentId};
+use keel_domain::{
+    Account, AccountId, CaptureError, Date, ExchangeId, FirmId, Instrument, InstrumentId,
+};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -12,14 +14,29 @@ pub struct InstrumentKey(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AccountKey(pub u32);
 
+/// Index of a firm seen on a trade (executing firms, give-up targets), in order of first sight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FirmKey(pub u32);
+
+/// Index of a venue seen on a trade, in order of first sight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VenueKey(pub u16);
+
 /// Instruments, accounts and the open clearing business date.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Reference {
     business_date: Option<Date>,
     instruments: Vec<Instrument>,
     accounts: Vec<Account>,
+    /// Firms and venues named on trades, interned so that trade records stay small.
+    firms: Vec<FirmId>,
+    venues: Vec<ExchangeId>,
     #[serde(skip)]
     instrument_index: FxHashMap<InstrumentId, InstrumentKey>,
+    #[serde(skip)]
+    firm_index: FxHashMap<FirmId, FirmKey>,
+    #[serde(skip)]
+    venue_index: FxHashMap<ExchangeId, VenueKey>,
     #[serde(skip)]
     account_index: FxHashMap<AccountId, AccountKey>,
 }
@@ -27,6 +44,9 @@ pub struct Reference {
 /// Most instruments and accounts one tenant may define (keys are `u32`).
 pub const INSTRUMENTS_MAX: usize = 1_000_000;
 pub const ACCOUNTS_MAX: usize = 10_000_000;
+/// Most distinct firms and venues one tenant's trades may name.
+pub const FIRMS_MAX: usize = 1_000_000;
+pub const VENUES_MAX: usize = u16::MAX as usize;
 
 impl Reference {
     pub fn business_date(&self) -> Option<Date> {
@@ -114,8 +134,54 @@ impl Reference {
         &self.accounts
     }
 
+    /// Checks that interning one trade's firms and venue cannot exceed the limits, so that a
+    /// trade is refused before anything changes rather than half way.
+    pub fn check_intern_capacity(&self) -> Result<(), CaptureError> {
+        if self.firms.len() + 2 > FIRMS_MAX {
+            return Err(CaptureError::Overflow("distinct firms per tenant".into()));
+        }
+        if self.venues.len() + 1 > VENUES_MAX {
+            return Err(CaptureError::Overflow("distinct venues per tenant".into()));
+        }
+        Ok(())
+    }
+
+    /// The key of `firm`, adding it on first sight. Call `check_intern_capacity` first.
+    pub fn intern_firm(&mut self, firm: FirmId) -> FirmKey {
+        if let Some(&key) = self.firm_index.get(&firm) {
+            return key;
+        }
+        let key = FirmKey(self.firms.len() as u32);
+        self.firms.push(firm);
+        self.firm_index.insert(firm, key);
+        key
+    }
+
+    /// The key of `venue`, adding it on first sight. Call `check_intern_capacity` first.
+    pub fn intern_venue(&mut self, venue: ExchangeId) -> VenueKey {
+        if let Some(&key) = self.venue_index.get(&venue) {
+            return key;
+        }
+        let key = VenueKey(self.venues.len() as u16);
+        self.venues.push(venue);
+        self.venue_index.insert(venue, key);
+        key
+    }
+
+    pub fn firm(&self, key: FirmKey) -> FirmId {
+        self.firms[key.0 as usize]
+    }
+
+    pub fn venue(&self, key: VenueKey) -> ExchangeId {
+        self.venues[key.0 as usize]
+    }
+
     /// Rebuilds the lookup indexes after deserialization.
     pub fn reindex(&mut self) {
+        self.firm_index =
+            self.firms.iter().enumerate().map(|(i, x)| (*x, FirmKey(i as u32))).collect();
+        self.venue_index =
+            self.venues.iter().enumerate().map(|(i, x)| (*x, VenueKey(i as u16))).collect();
         self.instrument_index = self
             .instruments
             .iter()

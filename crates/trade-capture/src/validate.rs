@@ -19,6 +19,7 @@ pub struct Resolved {
 #[inline]
 pub fn resolve(reference: &Reference, details: &TradeDetails) -> Result<Resolved, CaptureError> {
     let business_date = reference.business_date().ok_or(CaptureError::BusinessDateNotOpen)?;
+    reference.check_intern_capacity()?;
     let instrument_key = reference
         .instrument_key(&details.instrument)
         .ok_or(CaptureError::UnknownInstrument(details.instrument))?;

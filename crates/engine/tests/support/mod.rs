@@ -128,10 +128,9 @@ pub fn summary(engine: &Engine) -> Summary {
         .map(|view| {
             let p = view.position;
             let lots = p
-                .long_lots()
-                .iter()
+                .lots(Side::Buy)
                 .map(|l| (l.quantity, l.price.nanos()))
-                .chain(p.short_lots().iter().map(|l| (-l.quantity, l.price.nanos())))
+                .chain(p.lots(Side::Sell).map(|l| (-l.quantity, l.price.nanos())))
                 .collect();
             (
                 view.account.id.to_string(),

@@ -117,67 +117,81 @@ fn worked_examples() {
     ];
     let multiplier = Multiplier::new_checked(50).unwrap();
     for case in cases {
-        let mut position = Position::new(case.mode, multiplier);
+        let terms = Terms { mode: case.mode, multiplier };
+        let mut position = Position::new();
         for (index, (side, quantity, price_text, effect)) in case.trades.iter().enumerate() {
             position
-                .book(booking(index as u64 + 1, *side, *quantity, price_text, *effect))
+                .book(terms, booking(index as u64 + 1, *side, *quantity, price_text, *effect))
                 .unwrap();
         }
         assert_eq!((position.long(), position.short()), (case.long, case.short), "{}", case.name);
         assert_eq!(position.net(), case.long - case.short, "{}", case.name);
         assert_eq!(position.realized(), Amount::parse(case.realized).unwrap(), "{}", case.name);
-        let lots =
-            |lots: &VecDeque<Lot>| lots.iter().map(|l| (l.quantity, l.price)).collect::<Vec<_>>();
+        let lots = |side| position.lots(side).map(|l| (l.quantity, l.price)).collect::<Vec<_>>();
         let expect =
             |lots: &[(i64, &str)]| lots.iter().map(|(q, p)| (*q, price(p))).collect::<Vec<_>>();
-        assert_eq!(lots(position.long_lots()), expect(case.long_lots), "{}", case.name);
-        assert_eq!(lots(position.short_lots()), expect(case.short_lots), "{}", case.name);
+        assert_eq!(lots(Buy), expect(case.long_lots), "{}", case.name);
+        assert_eq!(lots(Sell), expect(case.short_lots), "{}", case.name);
     }
 }
 
 #[test]
 fn average_open_price_is_volume_weighted() {
-    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(10).unwrap());
-    position.book(booking(1, Buy, 1, "100", Open)).unwrap();
-    position.book(booking(2, Buy, 2, "101", Open)).unwrap();
+    let terms = Terms { mode: PositionMode::Net, multiplier: Multiplier::new_checked(10).unwrap() };
+    let mut position = Position::new();
+    position.book(terms, booking(1, Buy, 1, "100", Open)).unwrap();
+    position.book(terms, booking(2, Buy, 2, "101", Open)).unwrap();
     assert_eq!(position.average_open_price(Buy), Some(Price::from_nanos(100_666_666_667)));
     assert_eq!(position.average_open_price(Sell), None);
 }
 
 #[test]
 fn cancel_reverses_realized_pnl() {
-    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(1000).unwrap());
-    position.book(booking(1, Buy, 5, "70.10", Open)).unwrap();
-    position.book(booking(2, Sell, 2, "71.00", Open)).unwrap();
-    position.book(booking(3, Buy, 1, "69.00", Open)).unwrap();
+    let terms =
+        Terms { mode: PositionMode::Net, multiplier: Multiplier::new_checked(1000).unwrap() };
+    let mut position = Position::new();
+    position.book(terms, booking(1, Buy, 5, "70.10", Open)).unwrap();
+    position.book(terms, booking(2, Sell, 2, "71.00", Open)).unwrap();
+    position.book(terms, booking(3, Buy, 1, "69.00", Open)).unwrap();
     assert_eq!(position.realized(), Amount::parse("1800").unwrap());
-    position.reverse(BookingId(2)).unwrap();
+    position.reverse(terms, BookingId(2)).unwrap();
     assert_eq!(position.realized(), Amount::ZERO);
     assert_eq!(position.net(), 6);
-    let first_lot = position.long_lots().front().copied().unwrap();
+    let first_lot = position.lots(Buy).next().unwrap();
     assert_eq!((first_lot.booking, first_lot.quantity), (BookingId(1), 5));
 }
 
 #[test]
 fn reverse_and_order_errors() {
-    let mut position = Position::new(PositionMode::Net, Multiplier::new_checked(1).unwrap());
-    position.book(booking(5, Buy, 1, "1", Open)).unwrap();
+    let terms = Terms { mode: PositionMode::Net, multiplier: Multiplier::new_checked(1).unwrap() };
+    let mut position = Position::new();
+    position.book(terms, booking(5, Buy, 1, "1", Open)).unwrap();
     assert_eq!(
-        position.book(booking(5, Buy, 1, "1", Open)),
+        position.book(terms, booking(5, Buy, 1, "1", Open)),
         Err(PositionError::BookingOutOfOrder { last: BookingId(5), next: BookingId(5) })
     );
-    assert_eq!(position.reverse(BookingId(4)), Err(PositionError::UnknownBooking(BookingId(4))));
+    assert_eq!(
+        position.reverse(terms, BookingId(4)),
+        Err(PositionError::UnknownBooking(BookingId(4)))
+    );
+    assert_eq!(
+        position.book(terms, booking(6, Buy, 0, "1", Open)),
+        Err(PositionError::QuantityOutOfRange(Quantity::new(0)))
+    );
     assert_eq!(position.net(), 1);
 }
 
 #[test]
 fn overflow_leaves_the_position_unchanged() {
-    let mut position =
-        Position::new(PositionMode::Net, Multiplier::new_checked(Multiplier::MAX).unwrap());
+    let terms = Terms {
+        mode: PositionMode::Net,
+        multiplier: Multiplier::new_checked(Multiplier::MAX).unwrap(),
+    };
+    let mut position = Position::new();
     let huge = Price::from_nanos(i64::MAX);
     let max = Quantity::TRADE_MAX;
     let open = Booking { id: BookingId(1), side: Sell, quantity: max, price: huge, effect: Open };
-    position.book(open).unwrap();
+    position.book(terms, open).unwrap();
     let mut id = 2;
     let mut failed = false;
     for _ in 0..10_000 {
@@ -190,19 +204,16 @@ fn overflow_leaves_the_position_unchanged() {
             effect: Open,
         };
         id += 1;
-        if position.book(close).is_err() {
+        if position.book(terms, close).is_err() {
             assert_eq!(position, before);
             failed = true;
             break;
         }
         position
-            .book(Booking {
-                id: BookingId(id),
-                side: Sell,
-                quantity: max,
-                price: huge,
-                effect: Open,
-            })
+            .book(
+                terms,
+                Booking { id: BookingId(id), side: Sell, quantity: max, price: huge, effect: Open },
+            )
             .unwrap();
         id += 1;
     }
@@ -229,10 +240,14 @@ fn arbitrary_bookings() -> impl Strategy<Value = Vec<Booking>> {
     )
 }
 
+fn terms(mode: PositionMode) -> Terms {
+    Terms { mode, multiplier: Multiplier::new_checked(25).unwrap() }
+}
+
 fn fold(mode: PositionMode, bookings: &[Booking]) -> Position {
-    let mut position = Position::new(mode, Multiplier::new_checked(25).unwrap());
+    let mut position = Position::new();
     for booking in bookings {
-        position.book(*booking).unwrap();
+        position.book(terms(mode), *booking).unwrap();
     }
     position
 }
@@ -246,13 +261,13 @@ proptest! {
         let position = fold(mode, &bookings);
         let mark = i128::from(mark) * 1_000_000_000;
         let all: i128 = bookings.iter().map(|b| (mark - i128::from(b.price.nanos())) * i128::from(b.quantity.get() * b.side.sign())).sum();
-        let open: i128 = position.long_lots().iter().map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>()
-            - position.short_lots().iter().map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>();
+        let open: i128 = position.lots(Buy).map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>()
+            - position.lots(Sell).map(|l| (mark - i128::from(l.price.nanos())) * i128::from(l.quantity)).sum::<i128>();
         prop_assert_eq!(position.realized().nanos() + open * 25, all * 25);
         let signed: i64 = bookings.iter().map(|b| b.quantity.get() * b.side.sign()).sum();
         prop_assert_eq!(position.net(), signed);
-        prop_assert_eq!(position.long(), position.long_lots().iter().map(|l| l.quantity).sum::<i64>());
-        prop_assert_eq!(position.short(), position.short_lots().iter().map(|l| l.quantity).sum::<i64>());
+        prop_assert_eq!(position.long(), position.lots(Buy).map(|l| l.quantity).sum::<i64>());
+        prop_assert_eq!(position.short(), position.lots(Sell).map(|l| l.quantity).sum::<i64>());
         if mode == PositionMode::Net {
             prop_assert!(position.long() == 0 || position.short() == 0);
         }
@@ -264,7 +279,7 @@ proptest! {
         let mode = if gross { PositionMode::Gross } else { PositionMode::Net };
         let mut position = fold(mode, &bookings);
         let removed = bookings[pick.index(bookings.len())];
-        position.reverse(removed.id).unwrap();
+        position.reverse(terms(mode), removed.id).unwrap();
         let rest: Vec<Booking> = bookings.iter().copied().filter(|b| b.id != removed.id).collect();
         prop_assert_eq!(position, fold(mode, &rest));
     }

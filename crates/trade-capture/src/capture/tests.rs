@@ -485,7 +485,10 @@ fn give_up_accepted_moves_the_trade_and_rejected_keeps_it() {
         );
         run(&mut capture, &report, 1, &mut effects).unwrap();
         let key = capture.find_trade(&id("T1")).unwrap();
-        assert_eq!(capture.trade(key).status, TradeStatus::PendingGiveUp { to: id("FIRMB") });
+        let TradeStatus::PendingGiveUp { to } = capture.trade(key).status else {
+            panic!("expected a pending give-up, got {:?}", capture.trade(key).status)
+        };
+        assert_eq!(capture.reference().firm(to), id::<FirmId>("FIRMB"));
         effects.clear();
         run(&mut capture, &give_up("GU1", "T1", "FIRMB", decision), 2, &mut effects).unwrap();
         let trade = capture.trade(key);
