@@ -24,8 +24,8 @@ fn engine_apply(c: &mut Criterion) {
         let stream = support::mixed_stream(STREAM, ACCOUNTS, INSTRUMENTS, new_percent, first);
         group.bench_function(name, |bencher| {
             // Each timed run applies a prefix of the stream to a fresh copy of the tenant, so
-            // the state grows as in production (maps resize, lots accumulate) and nothing is
-            // applied twice. Copying the tenant is not timed.
+            // the state grows as in production (tables resize, lots accumulate, new memory is
+            // faulted in) and nothing is applied twice. Copying the tenant is not timed.
             bencher.iter_custom(|iterations| {
                 let mut elapsed = Duration::ZERO;
                 let mut remaining = iterations as usize;
