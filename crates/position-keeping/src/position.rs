@@ -200,8 +200,16 @@ impl Position {
         let removed = self.entries.remove(index);
         if self.entries.is_empty() {
             *self = Position::default();
-        } else if index == self.entries.len() && removed.open == removed.quantity {
-            // The newest booking closed nothing: taking it out only removes its own lot.
+        } else if removed.open == removed.quantity {
+            // A booking that is still wholly open closed nothing when it was booked, and FIFO
+            // never reached it since (every later close stopped at an older lot), so nothing
+            // else depends on it: taking it out only removes its own lot. The bookings after
+            // it moved down one place, and the heads with them.
+            for head in [&mut self.long_head, &mut self.short_head] {
+                if *head as usize > index {
+                    *head -= 1;
+                }
+            }
             self.take_open(removed.side, i64::from(removed.open));
         } else {
             self.refold(terms)?;
