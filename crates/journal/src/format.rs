@@ -1,0 +1,303 @@
+//! The byte layout of segments and records (docs/journal-format.md). Pure functions: encode,
+//! decode, checksums and the chain; no I/O.
+//!
+//! All integers are little-endian. A change to any layout must bump `FORMAT_VERSION`.
+
+use keel_domain::TenantId;
+
+/// Version of the segment and record layouts written by this build.
+pub const FORMAT_VERSION: u8 = 1;
+
+pub const SEGMENT_MAGIC: [u8; 8] = *b"KEELSEG1";
+pub const SEGMENT_HEADER_BYTES: usize = 96;
+pub const RECORD_MAGIC: [u8; 4] = *b"KREC";
+pub const RECORD_HEADER_BYTES: usize = 64;
+/// Largest payload a record may carry.
+pub const PAYLOAD_BYTES_MAX: usize = 16 << 20;
+
+/// A 32-byte BLAKE3 digest: a record's chain value.
+pub type ChainHash = [u8; 32];
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// An engine command (an encoded envelope). Its sequence is the tenant sequence.
+    Command = 1,
+    /// A signed checkpoint of the engine's state hash after the command with its sequence.
+    Checkpoint = 2,
+}
+
+impl RecordKind {
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            1 => Some(RecordKind::Command),
+            2 => Some(RecordKind::Checkpoint),
+            _ => None,
+        }
+    }
+}
+
+/// The chain value before a tenant's first record: binds the journal to its tenant, so a
+/// journal cannot be passed off as another tenant's.
+pub fn genesis(tenant: TenantId) -> ChainHash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"keel journal genesis v1\0");
+    hasher.update(&tenant_bytes(tenant));
+    *hasher.finalize().as_bytes()
+}
+
+/// The tenant id zero-padded to 32 bytes, as stored in segment headers.
+pub fn tenant_bytes(tenant: TenantId) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    let id = tenant.as_str().as_bytes();
+    bytes[..id.len()].copy_from_slice(id);
+    bytes
+}
+
+/// A segment's header: which tenant, which segment, and where the chain stood before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub number: u32,
+    /// Sequence of the last record before this segment (0 for the first segment).
+    pub prev_sequence: u64,
+    pub tenant: [u8; 32],
+    /// Chain value of the last record before this segment (the genesis for the first).
+    pub prev_chain: ChainHash,
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut bytes = [0u8; SEGMENT_HEADER_BYTES];
+        bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        bytes[8..10].copy_from_slice(&u16::from(FORMAT_VERSION).to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.number.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.prev_sequence.to_le_bytes());
+        bytes[24..56].copy_from_slice(&self.tenant);
+        bytes[56..88].copy_from_slice(&self.prev_chain);
+        let crc = crc32c::crc32c(&bytes[..92]);
+        bytes[92..96].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, &'static str> {
+        if bytes.len() < SEGMENT_HEADER_BYTES {
+            return Err("segment header is incomplete");
+        }
+        if bytes[0..8] != SEGMENT_MAGIC {
+            return Err("segment magic is wrong");
+        }
+        if crc32c::crc32c(&bytes[..92]) != u32_at(bytes, 92) {
+            return Err("segment header checksum does not match");
+        }
+        if u16::from_le_bytes([bytes[8], bytes[9]]) != u16::from(FORMAT_VERSION) {
+            return Err("segment format version is not supported");
+        }
+        Ok(SegmentHeader {
+            number: u32_at(bytes, 12),
+            prev_sequence: u64_at(bytes, 16),
+            tenant: array_at(bytes, 24),
+            prev_chain: array_at(bytes, 56),
+        })
+    }
+}
+
+/// A record's header as stored (the chain value is the record's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: RecordKind,
+    pub length: u32,
+    pub sequence: u64,
+    pub payload_crc: u32,
+    pub chain: ChainHash,
+}
+
+/// Why a record header could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFault {
+    Magic,
+    HeaderChecksum,
+    Version(u8),
+    Kind(u8),
+    Length(u32),
+}
+
+impl std::fmt::Display for HeaderFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderFault::Magic => f.write_str("record magic is wrong"),
+            HeaderFault::HeaderChecksum => f.write_str("record header checksum does not match"),
+            HeaderFault::Version(v) => write!(f, "record format version {v} is not supported"),
+            HeaderFault::Kind(k) => write!(f, "record kind {k} is unknown"),
+            HeaderFault::Length(l) => write!(f, "record length {l} is above the limit"),
+        }
+    }
+}
+
+/// Appends one record (header and payload) to `out` and returns its chain value.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    prev_chain: &ChainHash,
+    kind: RecordKind,
+    sequence: u64,
+    payload: &[u8],
+) -> ChainHash {
+    debug_assert!(payload.len() <= PAYLOAD_BYTES_MAX, "invariant: payload within the limit");
+    let start = out.len();
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&sequence.to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    let header_crc = crc32c::crc32c(&out[start..start + 24]);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let chain = chain_hash(prev_chain, &out[start..start + 32], payload);
+    out.extend_from_slice(&chain);
+    out.extend_from_slice(payload);
+    chain
+}
+
+/// BLAKE3(previous chain value || the first 32 header bytes || payload).
+pub fn chain_hash(prev_chain: &ChainHash, header: &[u8], payload: &[u8]) -> ChainHash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(prev_chain);
+    hasher.update(&header[..32]);
+    hasher.update(payload);
+    *hasher.finalize().as_bytes()
+}
+
+/// Decodes and checks a record header (magic, header checksum, version, kind, length limit).
+pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, HeaderFault> {
+    debug_assert!(bytes.len() >= RECORD_HEADER_BYTES, "invariant: caller passes a whole header");
+    if bytes[0..4] != RECORD_MAGIC {
+        return Err(HeaderFault::Magic);
+    }
+    if crc32c::crc32c(&bytes[..24]) != u32_at(bytes, 24) {
+        return Err(HeaderFault::HeaderChecksum);
+    }
+    if bytes[4] != FORMAT_VERSION {
+        return Err(HeaderFault::Version(bytes[4]));
+    }
+    let kind = RecordKind::from_byte(bytes[5]).ok_or(HeaderFault::Kind(bytes[5]))?;
+    let length = u32_at(bytes, 8);
+    if length as usize > PAYLOAD_BYTES_MAX {
+        return Err(HeaderFault::Length(length));
+    }
+    Ok(RecordHeader {
+        kind,
+        length,
+        sequence: u64_at(bytes, 12),
+        payload_crc: u32_at(bytes, 20),
+        chain: array_at(bytes, 32),
+    })
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(array_at(bytes, at))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(array_at(bytes, at))
+}
+
+fn array_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut array = [0u8; N];
+    array.copy_from_slice(&bytes[at..at + N]);
+    array
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Pins the on-disk format. If this test fails, the format changed: bump FORMAT_VERSION,
+    /// keep a reader for the old version, and update docs/journal-format.md.
+    #[test]
+    fn golden_bytes() {
+        let tenant: TenantId = "demo".parse().unwrap();
+        let genesis = genesis(tenant);
+        assert_eq!(
+            hex(&genesis),
+            "d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c7845a86972e2"
+        );
+        let header = SegmentHeader {
+            number: 1,
+            prev_sequence: 0,
+            tenant: tenant_bytes(tenant),
+            prev_chain: genesis,
+        };
+        assert_eq!(
+            hex(&header.encode()),
+            concat!(
+                "4b45454c53454731", // magic KEELSEG1
+                "0100",
+                "0000",             // format version 1, reserved
+                "01000000",         // segment number 1
+                "0000000000000000", // previous sequence 0
+                "64656d6f00000000000000000000000000000000000000000000000000000000", // "demo"
+                "d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c7845a86972e2", // genesis
+                "00000000",         // reserved
+                "b504abc2",         // CRC32C of the bytes before
+            )
+        );
+        let mut out = Vec::new();
+        let chain = encode_record(&mut out, &genesis, RecordKind::Command, 7, b"payload");
+        assert_eq!(out.len(), RECORD_HEADER_BYTES + 7);
+        assert_eq!(
+            hex(&out[..32]),
+            concat!(
+                "4b524543", // magic KREC
+                "01",
+                "01",
+                "0000",             // format version 1, kind command, reserved
+                "07000000",         // payload length 7
+                "0700000000000000", // sequence 7
+                "7069e3f4",         // CRC32C of the payload
+                "837fe182",         // CRC32C of the 24 bytes before
+                "00000000",         // reserved
+            )
+        );
+        assert_eq!(hex(&chain), "707f4633bc6671418fe9c187842b7033902f0a66d70231636f4b0cbd244af5d4");
+        assert_eq!(&out[32..64], &chain);
+        assert_eq!(&out[64..], b"payload");
+    }
+
+    #[test]
+    fn header_round_trips_and_faults_are_named() {
+        let mut out = Vec::new();
+        let chain = encode_record(&mut out, &[7; 32], RecordKind::Checkpoint, 42, b"xyz");
+        let header = decode_record_header(&out).unwrap();
+        assert_eq!(
+            header,
+            RecordHeader {
+                kind: RecordKind::Checkpoint,
+                length: 3,
+                sequence: 42,
+                payload_crc: crc32c::crc32c(b"xyz"),
+                chain
+            }
+        );
+        let cases: [(usize, HeaderFault); 3] = [
+            (0, HeaderFault::Magic),
+            (9, HeaderFault::HeaderChecksum),
+            (25, HeaderFault::HeaderChecksum),
+        ];
+        for (at, fault) in cases {
+            let mut bad = out.clone();
+            bad[at] ^= 0x01;
+            assert_eq!(decode_record_header(&bad), Err(fault), "byte {at}");
+        }
+        let segment =
+            SegmentHeader { number: 3, prev_sequence: 9, tenant: [1; 32], prev_chain: [2; 32] };
+        assert_eq!(SegmentHeader::decode(&segment.encode()), Ok(segment));
+        let mut bad = segment.encode();
+        bad[20] ^= 0x10;
+        assert_eq!(SegmentHeader::decode(&bad), Err("segment header checksum does not match"));
+    }
+}

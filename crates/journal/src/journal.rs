@@ -1,0 +1,348 @@
+//! The writer: appends records to the tenant's current segment and makes them durable with one
+//! `sync_data` per commit (group commit). Nothing is durable, and so nothing may be
+//! acknowledged, before `commit` returns.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use keel_domain::TenantId;
+
+use crate::error::JournalError;
+use crate::format::{
+    encode_record, genesis, tenant_bytes, ChainHash, RecordKind, SegmentHeader, PAYLOAD_BYTES_MAX,
+    SEGMENT_HEADER_BYTES,
+};
+use crate::keys::NodeKey;
+use crate::scan::{scan_segment, ChainState, Checkpoint, TornTail, Trust};
+use crate::segments::{check_header, list_segments, segment_name};
+
+/// Tunables, with units last.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// A segment is closed and a new one started once it is this large.
+    pub segment_bytes_max: u64,
+    /// Mirror every committed byte into this directory too (an append-only backup copy).
+    pub backup_dir: Option<PathBuf>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self { segment_bytes_max: 64 << 20, backup_dir: None }
+    }
+}
+
+/// What opening found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segments: u32,
+    /// Records in the last segment (earlier segments are not re-read on open).
+    pub records_in_last_segment: u64,
+    pub last_sequence: u64,
+    /// A partial final record left by a crash, now truncated. Never an acknowledged record.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// An open journal for appending.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    tenant: TenantId,
+    options: JournalOptions,
+    file: File,
+    backup: Option<File>,
+    segment_number: u32,
+    segment_len: u64,
+    /// Chain state after the last record appended (buffered or written).
+    state: ChainState,
+    /// Chain state after the last record written to the file.
+    written: ChainState,
+    durable_sequence: u64,
+    buffer: Vec<u8>,
+    poisoned: bool,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`. The last segment is scanned to find where the
+    /// chain stands; a torn tail is truncated and reported. Other corruption is an error and
+    /// the journal stays closed.
+    pub fn open(
+        dir: &Path,
+        tenant: TenantId,
+        options: JournalOptions,
+    ) -> Result<(Journal, OpenReport), JournalError> {
+        std::fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
+        let mut segments = list_segments(dir)?;
+        let mut torn_tail = None;
+        // A last segment whose own header never reached the disk held no records: drop it.
+        if let Some((_, path)) = segments.last() {
+            let len = std::fs::metadata(path).map_err(JournalError::io(path))?.len();
+            if len < SEGMENT_HEADER_BYTES as u64 {
+                torn_tail = Some(TornTail {
+                    segment: path.clone(),
+                    offset: 0,
+                    bytes: len,
+                    reason: "segment header cut short".into(),
+                });
+                std::fs::remove_file(path).map_err(JournalError::io(path))?;
+                sync_dir(dir)?;
+                segments.pop();
+            }
+        }
+        let Some((number, path)) = segments.last().cloned() else {
+            let state = ChainState { chain: genesis(tenant), sequence: 0 };
+            let journal = Self::create_segment(dir, tenant, options, 1, state)?;
+            let report =
+                OpenReport { segments: 1, records_in_last_segment: 0, last_sequence: 0, torn_tail };
+            return Ok((journal, report));
+        };
+        let bytes = std::fs::read(&path).map_err(JournalError::io(&path))?;
+        let header = check_header(&path, &bytes, number, tenant)?;
+        let start = ChainState { chain: header.prev_chain, sequence: header.prev_sequence };
+        let end = scan_segment::<JournalError>(
+            &path,
+            &bytes,
+            SEGMENT_HEADER_BYTES,
+            tenant,
+            start,
+            true,
+            Trust::Unchecked,
+            |_| Ok(()),
+        )?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(JournalError::io(&path))?;
+        if let Some(torn) = end.torn {
+            file.set_len(end.end).map_err(JournalError::io(&path))?;
+            file.sync_all().map_err(JournalError::io(&path))?;
+            torn_tail = Some(torn);
+        }
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::End(0)).map_err(JournalError::io(&path))?;
+        let backup = Self::open_backup(&options, number, &bytes[..end.end as usize])?;
+        let report = OpenReport {
+            segments: number,
+            records_in_last_segment: end.records,
+            last_sequence: end.state.sequence,
+            torn_tail,
+        };
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            tenant,
+            options,
+            file,
+            backup,
+            segment_number: number,
+            segment_len: end.end,
+            state: end.state,
+            written: end.state,
+            durable_sequence: end.state.sequence,
+            buffer: Vec::with_capacity(1 << 20),
+            poisoned: false,
+        };
+        Ok((journal, report))
+    }
+
+    fn create_segment(
+        dir: &Path,
+        tenant: TenantId,
+        options: JournalOptions,
+        number: u32,
+        state: ChainState,
+    ) -> Result<Journal, JournalError> {
+        let (file, backup) = Self::new_segment_files(dir, tenant, &options, number, state)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            tenant,
+            options,
+            file,
+            backup,
+            segment_number: number,
+            segment_len: SEGMENT_HEADER_BYTES as u64,
+            state,
+            written: state,
+            durable_sequence: state.sequence,
+            buffer: Vec::with_capacity(1 << 20),
+            poisoned: false,
+        })
+    }
+
+    /// Creates segment `number` (and its backup twin) with its header, durably.
+    fn new_segment_files(
+        dir: &Path,
+        tenant: TenantId,
+        options: &JournalOptions,
+        number: u32,
+        state: ChainState,
+    ) -> Result<(File, Option<File>), JournalError> {
+        let header = SegmentHeader {
+            number,
+            prev_sequence: state.sequence,
+            tenant: tenant_bytes(tenant),
+            prev_chain: state.chain,
+        }
+        .encode();
+        let create = |dir: &Path| -> Result<File, JournalError> {
+            std::fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
+            let path = dir.join(segment_name(number));
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(JournalError::io(&path))?;
+            file.write_all(&header).map_err(JournalError::io(&path))?;
+            file.sync_all().map_err(JournalError::io(&path))?;
+            sync_dir(dir)?;
+            Ok(file)
+        };
+        let file = create(dir)?;
+        let backup = options.backup_dir.as_deref().map(create).transpose()?;
+        Ok((file, backup))
+    }
+
+    /// Opens the backup twin of the current segment, bringing it level with the primary.
+    fn open_backup(
+        options: &JournalOptions,
+        number: u32,
+        primary: &[u8],
+    ) -> Result<Option<File>, JournalError> {
+        let Some(dir) = options.backup_dir.as_deref() else { return Ok(None) };
+        crate::backup::copy_missing(primary, dir, number).map(Some)
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sequence of the last command appended (durable or not).
+    pub fn last_sequence(&self) -> u64 {
+        self.state.sequence
+    }
+
+    /// Sequence of the last command known to be on disk.
+    pub fn durable_sequence(&self) -> u64 {
+        self.durable_sequence
+    }
+
+    /// Chain value after the last record appended.
+    pub fn last_chain(&self) -> ChainHash {
+        self.state.chain
+    }
+
+    /// Buffers a command record; `sequence` must follow the last one.
+    pub fn append_command(&mut self, sequence: u64, payload: &[u8]) -> Result<(), JournalError> {
+        if sequence != self.state.sequence + 1 {
+            return Err(JournalError::SequenceOutOfOrder {
+                last: self.state.sequence,
+                got: sequence,
+            });
+        }
+        if payload.len() > PAYLOAD_BYTES_MAX {
+            return Err(JournalError::PayloadTooLarge(payload.len()));
+        }
+        let chain = encode_record(
+            &mut self.buffer,
+            &self.state.chain,
+            RecordKind::Command,
+            sequence,
+            payload,
+        );
+        self.state = ChainState { chain, sequence };
+        Ok(())
+    }
+
+    /// Buffers a checkpoint of `state_hash` (the engine's, after the last command), signed with
+    /// the node key over the tenant, the sequence and the chain before it.
+    pub fn append_checkpoint(
+        &mut self,
+        key: &NodeKey,
+        state_hash: [u8; 32],
+    ) -> Result<(), JournalError> {
+        let sequence = self.state.sequence;
+        let signature = key.sign_checkpoint(self.tenant, sequence, &self.state.chain, &state_hash);
+        let checkpoint =
+            Checkpoint { state_hash, public_key: *key.verifying_key().as_bytes(), signature };
+        let chain = encode_record(
+            &mut self.buffer,
+            &self.state.chain,
+            RecordKind::Checkpoint,
+            sequence,
+            &checkpoint.encode(),
+        );
+        self.state = ChainState { chain, sequence };
+        Ok(())
+    }
+
+    /// Writes everything buffered and makes it durable with one `sync_data` (and one on the
+    /// backup copy). Returns the durable sequence. After a failed write the journal refuses
+    /// further work: what reached the disk is unknown until it is reopened and scanned.
+    pub fn commit(&mut self) -> Result<u64, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        if self.buffer.is_empty() {
+            return Ok(self.durable_sequence);
+        }
+        self.poisoned = true;
+        let header_only = self.segment_len == SEGMENT_HEADER_BYTES as u64;
+        if !header_only
+            && self.segment_len + self.buffer.len() as u64 > self.options.segment_bytes_max
+        {
+            self.roll_segment()?;
+        }
+        let path = self.dir.join(segment_name(self.segment_number));
+        self.file.write_all(&self.buffer).map_err(JournalError::io(&path))?;
+        if let Some(backup) = self.backup.as_mut() {
+            let backup_path = self
+                .options
+                .backup_dir
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .join(segment_name(self.segment_number));
+            backup.write_all(&self.buffer).map_err(JournalError::io(&backup_path))?;
+            backup.sync_data().map_err(JournalError::io(&backup_path))?;
+        }
+        self.file.sync_data().map_err(JournalError::io(&path))?;
+        self.segment_len += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.written = self.state;
+        self.durable_sequence = self.state.sequence;
+        self.poisoned = false;
+        Ok(self.durable_sequence)
+    }
+
+    /// Closes the current segment and starts the next; the buffered records go to the new one.
+    fn roll_segment(&mut self) -> Result<(), JournalError> {
+        let number = self.segment_number + 1;
+        let (file, backup) =
+            Self::new_segment_files(&self.dir, self.tenant, &self.options, number, self.written)?;
+        self.file = file;
+        self.backup = backup;
+        self.segment_number = number;
+        self.segment_len = SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
+
+    /// Appends commands and commits them: one write and one `sync_data` for the whole batch.
+    pub fn append_batch<'a>(
+        &mut self,
+        commands: impl IntoIterator<Item = (u64, &'a [u8])>,
+    ) -> Result<u64, JournalError> {
+        for (sequence, payload) in commands {
+            self.append_command(sequence, payload)?;
+        }
+        self.commit()
+    }
+}
+
+/// Makes a directory entry (a new or removed file) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(JournalError::io(dir))
+}

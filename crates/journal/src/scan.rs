@@ -1,0 +1,249 @@
+//! Walking a segment's records with every check: header, payload checksum, sequence, chain,
+//! checkpoint signature. Shared by the writer (to find the tail on open) and the reader.
+
+use std::path::Path;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use keel_domain::TenantId;
+
+use crate::error::{Corruption, JournalError, Location};
+use crate::format::{
+    decode_record_header, ChainHash, RecordHeader, RecordKind, RECORD_HEADER_BYTES,
+};
+use crate::keys::checkpoint_message;
+
+/// A record as read, borrowing its payload from the segment buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub segment: &'a Path,
+    pub offset: u64,
+    pub kind: RecordKind,
+    pub sequence: u64,
+    pub chain: ChainHash,
+    pub payload: &'a [u8],
+}
+
+/// A checkpoint record's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub state_hash: [u8; 32],
+    pub public_key: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+pub const CHECKPOINT_PAYLOAD_BYTES: usize = 128;
+
+impl Checkpoint {
+    pub fn encode(&self) -> [u8; CHECKPOINT_PAYLOAD_BYTES] {
+        let mut bytes = [0u8; CHECKPOINT_PAYLOAD_BYTES];
+        bytes[..32].copy_from_slice(&self.state_hash);
+        bytes[32..64].copy_from_slice(&self.public_key);
+        bytes[64..].copy_from_slice(&self.signature);
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+        if bytes.len() != CHECKPOINT_PAYLOAD_BYTES {
+            return None;
+        }
+        let mut checkpoint =
+            Checkpoint { state_hash: [0; 32], public_key: [0; 32], signature: [0; 64] };
+        checkpoint.state_hash.copy_from_slice(&bytes[..32]);
+        checkpoint.public_key.copy_from_slice(&bytes[32..64]);
+        checkpoint.signature.copy_from_slice(&bytes[64..]);
+        Some(checkpoint)
+    }
+}
+
+/// How checkpoint signatures are checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust {
+    /// Signatures must verify under this key (`keel journal verify`, replay).
+    Key(VerifyingKey),
+    /// Signatures are not checked (opening for append, `dump`).
+    Unchecked,
+}
+
+/// Where the chain stands: after the last good record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainState {
+    pub chain: ChainHash,
+    /// Sequence of the last command record.
+    pub sequence: u64,
+}
+
+/// A torn tail: the bytes from `offset` to the end of the last segment, cut by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub segment: std::path::PathBuf,
+    pub offset: u64,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// The end of a scanned segment.
+#[derive(Debug)]
+pub struct ScanEnd {
+    pub state: ChainState,
+    pub records: u64,
+    /// Offset just after the last good record.
+    pub end: u64,
+    pub torn: Option<TornTail>,
+}
+
+/// Scans the records of one segment. `bytes` is the whole segment file and `start` the offset
+/// of its first record. In the last segment a damaged final record is a torn tail (reported,
+/// not an error); anywhere else every fault is corruption.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a scan needs each of these; a struct would only rename them"
+)]
+pub fn scan_segment<E: From<JournalError>>(
+    path: &Path,
+    bytes: &[u8],
+    start: usize,
+    tenant: TenantId,
+    mut state: ChainState,
+    last_segment: bool,
+    trust: Trust,
+    mut visit: impl FnMut(&RecordRef<'_>) -> Result<(), E>,
+) -> Result<ScanEnd, E> {
+    let mut offset = start;
+    let mut records = 0;
+    let corrupt =
+        |offset: usize, sequence: Option<u64>, corruption: Corruption| JournalError::Corrupt {
+            location: Location { segment: path.to_path_buf(), offset: offset as u64, sequence },
+            corruption,
+        };
+    let torn = |offset: usize, reason: String| TornTail {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        bytes: (bytes.len() - offset) as u64,
+        reason,
+    };
+    while offset < bytes.len() {
+        let end_of = |header: &RecordHeader| offset + RECORD_HEADER_BYTES + header.length as usize;
+        let header = match bytes.get(offset..offset + RECORD_HEADER_BYTES).map(decode_record_header)
+        {
+            None if last_segment => {
+                let reason = "record header cut short".to_owned();
+                return Ok(ScanEnd {
+                    state,
+                    records,
+                    end: offset as u64,
+                    torn: Some(torn(offset, reason)),
+                });
+            }
+            None => return Err(corrupt(offset, None, Corruption::Truncated).into()),
+            Some(Err(fault)) => {
+                if last_segment && !any_record_after(bytes, offset + 1) {
+                    let reason = format!("{fault} and nothing valid follows");
+                    return Ok(ScanEnd {
+                        state,
+                        records,
+                        end: offset as u64,
+                        torn: Some(torn(offset, reason)),
+                    });
+                }
+                return Err(corrupt(offset, None, Corruption::Header(fault.to_string())).into());
+            }
+            Some(Ok(header)) => header,
+        };
+        let end = end_of(&header);
+        let sequence = Some(header.sequence);
+        if end > bytes.len() {
+            if last_segment {
+                let reason = "record payload cut short".to_owned();
+                return Ok(ScanEnd {
+                    state,
+                    records,
+                    end: offset as u64,
+                    torn: Some(torn(offset, reason)),
+                });
+            }
+            return Err(corrupt(offset, sequence, Corruption::Truncated).into());
+        }
+        let payload = &bytes[offset + RECORD_HEADER_BYTES..end];
+        if crc32c::crc32c(payload) != header.payload_crc {
+            if last_segment && end == bytes.len() {
+                let reason = "payload checksum of the final record does not match".to_owned();
+                return Ok(ScanEnd {
+                    state,
+                    records,
+                    end: offset as u64,
+                    torn: Some(torn(offset, reason)),
+                });
+            }
+            return Err(corrupt(offset, sequence, Corruption::PayloadChecksum).into());
+        }
+        let expected = match header.kind {
+            RecordKind::Command => state.sequence + 1,
+            RecordKind::Checkpoint => state.sequence,
+        };
+        if header.sequence != expected {
+            let found = header.sequence;
+            return Err(corrupt(offset, sequence, Corruption::Sequence { expected, found }).into());
+        }
+        let chain = crate::format::chain_hash(&state.chain, &bytes[offset..offset + 32], payload);
+        if chain != header.chain {
+            return Err(corrupt(offset, sequence, Corruption::ChainBroken).into());
+        }
+        if header.kind == RecordKind::Checkpoint {
+            verify_checkpoint(tenant, header.sequence, &state.chain, payload, trust)
+                .map_err(|corruption| corrupt(offset, sequence, corruption))?;
+        }
+        visit(&RecordRef {
+            segment: path,
+            offset: offset as u64,
+            kind: header.kind,
+            sequence: header.sequence,
+            chain,
+            payload,
+        })?;
+        state = ChainState { chain, sequence: header.sequence };
+        records += 1;
+        offset = end;
+    }
+    Ok(ScanEnd { state, records, end: offset as u64, torn: None })
+}
+
+fn verify_checkpoint(
+    tenant: TenantId,
+    sequence: u64,
+    prev_chain: &ChainHash,
+    payload: &[u8],
+    trust: Trust,
+) -> Result<(), Corruption> {
+    let Trust::Key(trusted) = trust else { return Ok(()) };
+    let checkpoint = Checkpoint::decode(payload).ok_or(Corruption::CheckpointMalformed)?;
+    if checkpoint.public_key != *trusted.as_bytes() {
+        return Err(Corruption::UntrustedKey(crate::keys::hex(&checkpoint.public_key)));
+    }
+    let message = checkpoint_message(tenant, sequence, prev_chain, &checkpoint.state_hash);
+    trusted
+        .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
+        .map_err(|_| Corruption::CheckpointSignature)
+}
+
+/// True when a well-formed record header starts anywhere at or after `from`: then a damaged
+/// header before it is corruption in the middle of the journal, not a torn tail.
+fn any_record_after(bytes: &[u8], from: usize) -> bool {
+    let magic = crate::format::RECORD_MAGIC;
+    let mut at = from;
+    while at + RECORD_HEADER_BYTES <= bytes.len() {
+        match bytes[at..].windows(4).position(|window| window == magic) {
+            None => return false,
+            Some(found) => {
+                let candidate = at + found;
+                if candidate + RECORD_HEADER_BYTES <= bytes.len()
+                    && decode_record_header(&bytes[candidate..candidate + RECORD_HEADER_BYTES])
+                        .is_ok()
+                {
+                    return true;
+                }
+                at = candidate + 1;
+            }
+        }
+    }
+    false
+}
