@@ -13,6 +13,7 @@ use keel_domain::{
 use keel_engine::{Command, Engine, Envelope, Outcome, PositionView};
 use serde_json::{json, Value};
 
+use crate::store::{DataDir, Recovery, StoreOptions, TenantStore};
 use crate::tradefile::parse_trade_file;
 
 /// What to book a trade file against.
@@ -28,8 +29,14 @@ pub struct ImportOptions {
 /// What happened to one row.
 #[derive(Debug)]
 pub enum RowOutcome {
-    Accepted { sequence: u64 },
-    Duplicate { sequence: u64 },
+    /// Planned, not applied yet (never seen once an import returns).
+    Pending,
+    Accepted {
+        sequence: u64,
+    },
+    Duplicate {
+        sequence: u64,
+    },
     Rejected(CaptureError),
     Malformed(TableError),
 }
@@ -64,60 +71,161 @@ fn timestamp_ns(date: Date, line: u64) -> i64 {
     i64::from(date.days()) * 86_400_000_000_000 + line as i64
 }
 
-/// Books `trades` for `options.tenant`. Fails only when the reference data or the file as a
-/// whole cannot be read; bad rows are reported in their place.
-pub fn import(options: &ImportOptions, trades: impl Read) -> anyhow::Result<ImportReport> {
+/// Where imported commands go: an engine in memory, or a tenant's durable store.
+pub trait Sink {
+    fn business_date(&self) -> Option<Date>;
+    fn is_duplicate(&self, command: &Command) -> bool;
+    /// Applies the commands in order and returns their outcomes once they are durable.
+    fn submit(&mut self, commands: Vec<(Command, i64)>) -> anyhow::Result<Vec<Outcome>>;
+}
+
+impl Sink for Engine {
+    fn business_date(&self) -> Option<Date> {
+        self.capture().reference().business_date()
+    }
+
+    fn is_duplicate(&self, command: &Command) -> bool {
+        Engine::is_duplicate(self, command)
+    }
+
+    fn submit(&mut self, commands: Vec<(Command, i64)>) -> anyhow::Result<Vec<Outcome>> {
+        commands
+            .into_iter()
+            .map(|(command, timestamp_ns)| {
+                let envelope =
+                    Envelope { sequence: self.last_sequence() + 1, timestamp_ns, command };
+                self.apply(&envelope).context("engine fault")
+            })
+            .collect()
+    }
+}
+
+impl Sink for TenantStore {
+    fn business_date(&self) -> Option<Date> {
+        self.engine().capture().reference().business_date()
+    }
+
+    fn is_duplicate(&self, command: &Command) -> bool {
+        self.engine().is_duplicate(command)
+    }
+
+    fn submit(&mut self, commands: Vec<(Command, i64)>) -> anyhow::Result<Vec<Outcome>> {
+        TenantStore::submit(self, commands)
+    }
+}
+
+/// Commands per group commit when importing into a durable store.
+pub const IMPORT_BATCH_COMMANDS: usize = 1_000;
+
+/// Books `trades` for `options.tenant` into `sink`. Fails only when the reference data or the
+/// file as a whole cannot be read; bad rows are reported in their place.
+pub fn import_into(
+    sink: &mut impl Sink,
+    options: &ImportOptions,
+    trades: impl Read,
+) -> anyhow::Result<Vec<RowResult>> {
     let instruments =
         load_instruments(options.instruments_csv.as_bytes()).context("instrument master")?;
     let accounts = load_accounts(options.accounts_csv.as_bytes()).context("account list")?;
     let rows = parse_trade_file(trades).context("trade file")?;
-    let mut engine = Engine::new(options.tenant);
-    let mut sequence = 0;
-    let mut apply = |engine: &mut Engine, command: Command, date: Date, line: u64| {
-        sequence += 1;
-        let envelope = Envelope { sequence, timestamp_ns: timestamp_ns(date, line), command };
-        engine.apply(&envelope).context("engine fault")
-    };
     let first_date = rows.iter().find_map(|row| row.business_date).or(options.business_date);
-    let Some(mut open_date) = first_date else {
+    let Some(first_date) = first_date else {
         bail!("the trade file has no business_date column values and no --business-date was given");
     };
-    let setup = instruments.into_iter().map(Command::DefineInstrument);
-    for command in setup.chain(accounts.into_iter().map(Command::DefineAccount)) {
-        if let Outcome::Rejected(reason) = apply(&mut engine, command, open_date, 0)? {
+    // Reference data first, as commands like any other (journaled; identical redefinitions are
+    // no-ops, so importing into an existing tenant is safe).
+    let setup: Vec<(Command, i64)> = instruments
+        .into_iter()
+        .map(Command::DefineInstrument)
+        .chain(accounts.into_iter().map(Command::DefineAccount))
+        .map(|command| (command, timestamp_ns(first_date, 0)))
+        .collect();
+    for outcome in sink.submit(setup)? {
+        if let Outcome::Rejected(reason) = outcome {
             bail!("reference data refused: {reason}");
         }
     }
-    apply(&mut engine, Command::OpenBusinessDate(open_date), open_date, 0)?;
-    let mut results = Vec::with_capacity(rows.len());
+    // Plan: each row's command, preceded by the opening of its business date when it moves on.
+    // Dates only move forward, so a row dated before the open date is refused here, unless it
+    // is a resubmission of what was accepted then: that is answered as the duplicate it is,
+    // which makes importing the same file twice harmless.
+    let mut open_date = sink.business_date();
+    let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
+    let mut steps: Vec<(Option<usize>, Command, i64)> = Vec::with_capacity(rows.len() + 4);
     for row in rows {
-        let date = row.business_date.unwrap_or(open_date);
+        let date = row.business_date.or(open_date).unwrap_or(first_date);
+        let index = results.len();
         let outcome = match row.command {
             Err(error) => RowOutcome::Malformed(error),
+            Ok(command)
+                if open_date.is_some_and(|open| date < open) && sink.is_duplicate(&command) =>
+            {
+                steps.push((Some(index), command, timestamp_ns(date, row.line)));
+                RowOutcome::Pending
+            }
+            Ok(_) if open_date.is_some_and(|open| date < open) => {
+                let open = open_date.unwrap_or(date);
+                RowOutcome::Rejected(CaptureError::BusinessDateBackwards { requested: date, open })
+            }
             Ok(command) => {
-                let mut opened = Ok(());
-                if date != open_date {
-                    let command = Command::OpenBusinessDate(date);
-                    if let Outcome::Rejected(reason) = apply(&mut engine, command, date, row.line)?
-                    {
-                        opened = Err(reason);
-                    } else {
-                        open_date = date;
-                    }
+                if open_date != Some(date) {
+                    steps.push((
+                        None,
+                        Command::OpenBusinessDate(date),
+                        timestamp_ns(date, row.line),
+                    ));
+                    open_date = Some(date);
                 }
-                match opened {
-                    Err(reason) => RowOutcome::Rejected(reason),
-                    Ok(()) => match apply(&mut engine, command, date, row.line)? {
-                        Outcome::Accepted { sequence } => RowOutcome::Accepted { sequence },
-                        Outcome::Duplicate { sequence } => RowOutcome::Duplicate { sequence },
-                        Outcome::Rejected(reason) => RowOutcome::Rejected(reason),
-                    },
-                }
+                steps.push((Some(index), command, timestamp_ns(date, row.line)));
+                RowOutcome::Pending
             }
         };
         results.push(RowResult { line: row.line, report_id: row.report_id, outcome });
     }
-    Ok(ImportReport { engine, rows: results })
+    let mut steps = steps.into_iter().peekable();
+    while steps.peek().is_some() {
+        let batch: Vec<(Option<usize>, Command, i64)> =
+            steps.by_ref().take(IMPORT_BATCH_COMMANDS).collect();
+        let targets: Vec<Option<usize>> = batch.iter().map(|(row, _, _)| *row).collect();
+        let outcomes =
+            sink.submit(batch.into_iter().map(|(_, command, ts)| (command, ts)).collect())?;
+        for (target, outcome) in targets.into_iter().zip(outcomes) {
+            let Some(index) = target else {
+                anyhow::ensure!(
+                    outcome.is_accepted(),
+                    "opening a business date was refused: {outcome:?}"
+                );
+                continue;
+            };
+            results[index].outcome = match outcome {
+                Outcome::Accepted { sequence } => RowOutcome::Accepted { sequence },
+                Outcome::Duplicate { sequence } => RowOutcome::Duplicate { sequence },
+                Outcome::Rejected(reason) => RowOutcome::Rejected(reason),
+            };
+        }
+    }
+    Ok(results)
+}
+
+/// Books `trades` into a fresh in-memory engine.
+pub fn import(options: &ImportOptions, trades: impl Read) -> anyhow::Result<ImportReport> {
+    let mut engine = Engine::new(options.tenant);
+    let rows = import_into(&mut engine, options, trades)?;
+    Ok(ImportReport { engine, rows })
+}
+
+/// Books `trades` into the tenant's durable store under `data`, journaling every command, and
+/// closes it with a signed checkpoint.
+pub fn import_durable(
+    options: &ImportOptions,
+    trades: impl Read,
+    data: &DataDir,
+    store_options: StoreOptions,
+) -> anyhow::Result<(ImportReport, Recovery)> {
+    let (mut store, recovery) = TenantStore::open(data, options.tenant, store_options)?;
+    let rows = import_into(&mut store, options, trades)?;
+    let engine = store.close()?;
+    Ok((ImportReport { engine, rows }, recovery))
 }
 
 fn average(view: &PositionView<'_>, side: Side) -> String {
@@ -266,6 +374,7 @@ pub fn render_json(report: &ImportReport) -> Value {
                 RowOutcome::Duplicate { sequence } => json!({"line": row.line, "report_id": id, "status": "duplicate", "sequence": sequence}),
                 RowOutcome::Rejected(e) => json!({"line": row.line, "report_id": id, "status": "rejected", "code": e.code(), "rule": e.name(), "reason": e.to_string()}),
                 RowOutcome::Malformed(e) => json!({"line": row.line, "report_id": id, "status": "malformed", "reason": e.to_string()}),
+                RowOutcome::Pending => json!({"line": row.line, "report_id": id, "status": "pending"}),
             }
         })
         .collect();

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use keel::import::{import, render_json, render_text, ImportOptions};
+use keel::import::{import, import_durable, render_json, render_text, ImportOptions};
+use keel::store::{DataDir, StoreOptions};
 use keel_domain::{Date, TenantId};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,57 @@ enum Commands {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Journal what is booked into this data directory (durable, verifiable, resumable)
+        /// instead of booking in memory only.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Inspect tenants' journals offline.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Verify journals from their first record: checksums, hash chain, sequence, checkpoint
+    /// signatures, and (replaying into a fresh engine) every checkpoint's and snapshot's state
+    /// hash. Exit status 1 names the segment, offset and sequence of the first failure.
+    Verify {
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        /// One tenant (default: every tenant in the data directory).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The node public key in hex (default: DATA_DIR/node/node.pub).
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a tenant's records, one per line (or one JSON object per line).
+    Dump {
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT)]
+        tenant: String,
+        /// First sequence to print.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Most records to print.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy every tenant's journal segments, append-only, into a backup directory.
+    Backup {
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        /// Where the copy goes (DIR/tenants/<tenant>/journal).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -66,7 +118,8 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Commands::Import { file, tenant, instruments, accounts, business_date, json } => {
+        Commands::Journal { command } => journal(command),
+        Commands::Import { file, tenant, instruments, accounts, business_date, json, data_dir } => {
             let read = |path: Option<PathBuf>, default: &str| -> anyhow::Result<String> {
                 match path {
                     None => Ok(default.to_owned()),
@@ -82,7 +135,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let reader =
                 File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-            let report = import(&options, BufReader::new(reader))?;
+            let report = match data_dir {
+                None => import(&options, BufReader::new(reader))?,
+                Some(dir) => {
+                    let data = DataDir::new(dir);
+                    let (report, recovery) = import_durable(
+                        &options,
+                        BufReader::new(reader),
+                        &data,
+                        StoreOptions::default(),
+                    )?;
+                    if let Some(torn) = &recovery.journal.torn_tail {
+                        eprintln!(
+                            "keel: repaired a torn journal tail: {} bytes at {} offset {} ({})",
+                            torn.bytes,
+                            torn.segment.display(),
+                            torn.offset,
+                            torn.reason
+                        );
+                    }
+                    report
+                }
+            };
             let text = if json {
                 serde_json::to_string_pretty(&render_json(&report))? + "\n"
             } else {
@@ -90,6 +164,56 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             write_stdout(&text)?;
             Ok(if report.malformed() > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+    }
+}
+
+fn journal(command: JournalCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        JournalCommand::Verify { data_dir, tenant, public_key, json } => {
+            let data = DataDir::new(data_dir);
+            let key = keel::journal_cli::public_key(&data, public_key.as_deref())?;
+            let tenants = match tenant {
+                Some(tenant) => vec![TenantId::new_checked(&tenant)?],
+                None => data.tenants()?,
+            };
+            anyhow::ensure!(!tenants.is_empty(), "no tenants under {}", data.root.display());
+            let results = keel::journal_cli::verify(&data, &tenants, key, json);
+            let text = if json {
+                serde_json::to_string_pretty(&keel::journal_cli::render_verify_json(&results))?
+                    + "\n"
+            } else {
+                keel::journal_cli::render_verify_text(&results)
+            };
+            write_stdout(&text)?;
+            Ok(if results.iter().all(|r| r.outcome.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        JournalCommand::Dump { data_dir, tenant, from, limit, json } => {
+            let data = DataDir::new(data_dir);
+            let tenant = TenantId::new_checked(&tenant)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            keel::journal_cli::dump(&data, tenant, from, limit, json, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        JournalCommand::Backup { data_dir, to } => {
+            let data = DataDir::new(data_dir);
+            let backup = DataDir::new(to);
+            for tenant in data.tenants()? {
+                let report = keel_journal::sync_backup(
+                    &data.journal_dir(tenant),
+                    &backup.journal_dir(tenant),
+                )?;
+                println!(
+                    "{tenant}: {} segments, {} bytes copied",
+                    report.segments, report.bytes_copied
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

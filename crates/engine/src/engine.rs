@@ -165,6 +165,19 @@ impl Engine {
         }
     }
 
+    /// True when `command` was accepted before with identical content (see
+    /// `Capture::is_duplicate`); reference-data and date commands never are.
+    pub fn is_duplicate(&self, command: &Command) -> bool {
+        match command {
+            Command::Trade(report) => self.capture.is_duplicate(&report.report_id, report),
+            Command::GiveUp(response) => self.capture.is_duplicate(&response.report_id, response),
+            Command::AveragePrice(allocation) => {
+                self.capture.is_duplicate(&allocation.report_id, allocation)
+            }
+            _ => false,
+        }
+    }
+
     /// Every non-empty position, ordered by account then instrument id.
     pub fn positions(&self) -> Vec<PositionView<'_>> {
         let reference = self.capture.reference();

@@ -120,3 +120,23 @@ fn restore_refuses_bad_snapshots() {
     ));
     assert!(matches!(Engine::restore(engine.tenant(), &[]), Err(EngineError::SnapshotCorrupt(_))));
 }
+
+#[test]
+fn envelopes_round_trip_through_the_journal_encoding() {
+    let mut give_up = details("A1", 0, Side::Buy, 2, 0);
+    give_up.give_up_to = Some("FIRMB".parse().unwrap());
+    give_up.allocations =
+        vec![Split { account: "A2".parse().unwrap(), quantity: Quantity::new(2) }];
+    let mut commands = setup_commands();
+    commands.push(new_trade("T1", give_up));
+    commands.push(cancel("X1", "T1"));
+    for (sequence, command) in commands.into_iter().enumerate() {
+        let envelope = Envelope { sequence: sequence as u64 + 1, timestamp_ns: -5, command };
+        let bytes = envelope.encode();
+        assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(Envelope::decode(&trailing).is_err());
+        assert!(Envelope::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

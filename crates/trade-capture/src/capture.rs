@@ -150,6 +150,13 @@ impl Capture {
         Ok(Accepted::Applied)
     }
 
+    /// True when `instruction` (a trade report, give-up response or average-price allocation
+    /// under `report_id`) was accepted before with identical content: applying it again would
+    /// answer `Duplicate` and change nothing.
+    pub fn is_duplicate(&self, report_id: &ReportId, instruction: &impl Hash) -> bool {
+        matches!(self.check_report_id(report_id, fingerprint(instruction)), Ok(Some(_)))
+    }
+
     /// The receiving firm accepts (the trade moves to its account) or rejects a give-up.
     pub fn apply_give_up(
         &mut self,

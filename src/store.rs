@@ -1,0 +1,367 @@
+//! A tenant's durable state: its engine, rebuilt from the newest verified snapshot and the
+//! journal after it, and its journal, to which every command is appended and made durable
+//! before its outcome is returned.
+//!
+//! Layout under the data directory (docs/journal-format.md):
+//! `node/node.key` (the signing key, outside every tenant), `tenants/<tenant>/journal/*.seg`,
+//! `tenants/<tenant>/snapshots/*.snap`.
+
+use std::path::{Path, PathBuf};
+
+use keel_domain::TenantId;
+use keel_engine::{Command, Engine, Envelope, Outcome};
+use keel_journal::{
+    read_journal, Corruption, Journal, JournalError, JournalOptions, Location, NodeKey, OpenReport,
+    RecordKind, StartAfter, Trust,
+};
+
+/// Where a data directory keeps things.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn node_dir(&self) -> PathBuf {
+        self.root.join("node")
+    }
+
+    pub fn tenant_dir(&self, tenant: TenantId) -> PathBuf {
+        self.root.join("tenants").join(tenant.as_str())
+    }
+
+    pub fn journal_dir(&self, tenant: TenantId) -> PathBuf {
+        self.tenant_dir(tenant).join("journal")
+    }
+
+    pub fn snapshot_dir(&self, tenant: TenantId) -> PathBuf {
+        self.tenant_dir(tenant).join("snapshots")
+    }
+
+    /// Tenants with a journal directory, sorted.
+    pub fn tenants(&self) -> anyhow::Result<Vec<TenantId>> {
+        let dir = self.root.join("tenants");
+        let mut tenants = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    if let Some(tenant) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                        tenants.push(tenant);
+                    }
+                }
+            }
+        }
+        tenants.sort_unstable();
+        Ok(tenants)
+    }
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A signed checkpoint after this many commands.
+    pub checkpoint_interval: u64,
+    /// A snapshot after this many commands (0: only on request).
+    pub snapshot_interval: u64,
+    pub journal: JournalOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: 10_000,
+            snapshot_interval: 1_000_000,
+            journal: JournalOptions::default(),
+        }
+    }
+}
+
+/// What opening a tenant found and did.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub journal: OpenReport,
+    /// The snapshot replay started from, if any.
+    pub snapshot: Option<(PathBuf, u64)>,
+    /// Snapshots skipped because they did not verify, with the reason.
+    pub snapshots_rejected: Vec<(PathBuf, String)>,
+    pub commands_replayed: u64,
+    pub checkpoints_verified: u64,
+}
+
+/// A tenant's engine and journal, kept in step.
+#[derive(Debug)]
+pub struct TenantStore {
+    engine: Engine,
+    journal: Journal,
+    key: NodeKey,
+    options: StoreOptions,
+    snapshot_dir: PathBuf,
+    since_checkpoint: u64,
+    since_snapshot: u64,
+    scratch: Vec<u8>,
+}
+
+/// Replay failures: the journal's own, or a replayed state that disagrees with a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("record at {location} does not decode: {reason}")]
+    Decode { location: Location, reason: String },
+    #[error("engine fault replaying {location}: {reason}")]
+    Engine { location: Location, reason: String },
+}
+
+impl TenantStore {
+    /// Opens a tenant: repairs a torn journal tail, restores the newest snapshot that verifies,
+    /// replays the journal after it with every check (checkpoint signatures and state hashes
+    /// included), and is ready to append.
+    pub fn open(
+        data: &DataDir,
+        tenant: TenantId,
+        options: StoreOptions,
+    ) -> anyhow::Result<(TenantStore, Recovery)> {
+        let key = NodeKey::load_or_create(&data.node_dir())?;
+        let journal_dir = data.journal_dir(tenant);
+        let (journal, report) = Journal::open(&journal_dir, tenant, options.journal.clone())?;
+        let snapshot_dir = data.snapshot_dir(tenant);
+        let trust = Trust::Key(key.verifying_key());
+        let mut snapshots_rejected = Vec::new();
+        let mut candidates = restorable_snapshots(&snapshot_dir, tenant, &mut snapshots_rejected)?;
+        candidates.push(None);
+        let mut recovered = None;
+        for candidate in candidates {
+            let (mut engine, start, snapshot) = match candidate {
+                Some((engine, start, path)) => (engine, Some(start), Some((path, start.sequence))),
+                None => (Engine::new(tenant), None, None),
+            };
+            let (mut replayed, mut checkpoints) = (0, 0);
+            let result = replay_into(
+                &mut engine,
+                &journal_dir,
+                trust,
+                start,
+                |_| {},
+                |record, _| match record.kind {
+                    RecordKind::Command => replayed += 1,
+                    RecordKind::Checkpoint => checkpoints += 1,
+                },
+            );
+            match result {
+                Ok(_) => {
+                    recovered = Some((engine, snapshot, replayed, checkpoints));
+                    break;
+                }
+                // The journal does not vouch for this snapshot: try an older one, or none.
+                Err(ReplayError::Journal(JournalError::Corrupt {
+                    corruption: Corruption::Snapshot(reason),
+                    ..
+                })) if snapshot.is_some() => {
+                    if let Some((path, _)) = snapshot {
+                        snapshots_rejected.push((path, reason));
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let Some((engine, snapshot, replayed, checkpoints)) = recovered else {
+            anyhow::bail!("no way to rebuild tenant {tenant}")
+        };
+        let recovery = Recovery {
+            journal: report,
+            snapshot,
+            snapshots_rejected,
+            commands_replayed: replayed,
+            checkpoints_verified: checkpoints,
+        };
+        let store = TenantStore {
+            engine,
+            journal,
+            key,
+            options,
+            snapshot_dir,
+            since_checkpoint: 0,
+            since_snapshot: 0,
+            scratch: Vec::with_capacity(4096),
+        };
+        Ok((store, recovery))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Applies `commands` in order, journals every one (rejections too, so that replay agrees),
+    /// and makes them durable with one commit before returning their outcomes: an outcome is
+    /// never seen before it is on disk.
+    pub fn submit(
+        &mut self,
+        commands: impl IntoIterator<Item = (Command, i64)>,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let mut outcomes = Vec::new();
+        for (command, timestamp_ns) in commands {
+            let sequence = self.engine.last_sequence() + 1;
+            let envelope = Envelope { sequence, timestamp_ns, command };
+            outcomes.push(self.engine.apply(&envelope)?);
+            self.scratch.clear();
+            envelope.encode_into(&mut self.scratch);
+            self.journal.append_command(sequence, &self.scratch)?;
+            self.since_checkpoint += 1;
+            self.since_snapshot += 1;
+            if self.since_checkpoint >= self.options.checkpoint_interval {
+                self.checkpoint()?;
+            }
+        }
+        self.journal.commit()?;
+        if self.options.snapshot_interval > 0
+            && self.since_snapshot >= self.options.snapshot_interval
+        {
+            self.snapshot()?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Appends a signed checkpoint of the current state hash (made durable by the next commit).
+    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.journal.append_checkpoint(&self.key, self.engine.state_hash().0)?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// Commits, then writes a snapshot of the current state.
+    pub fn snapshot(&mut self) -> anyhow::Result<PathBuf> {
+        self.journal.commit()?;
+        let chain = self.command_chain()?;
+        let path = keel_journal::write_snapshot(
+            &self.snapshot_dir,
+            self.engine.last_sequence(),
+            &chain,
+            &self.engine.snapshot(),
+        )?;
+        self.since_snapshot = 0;
+        Ok(path)
+    }
+
+    /// Checkpoints (if anything happened since the last) and commits: the clean way to stop.
+    /// Returns the engine.
+    pub fn close(mut self) -> anyhow::Result<Engine> {
+        if self.since_checkpoint > 0 {
+            self.checkpoint()?;
+        }
+        self.journal.commit()?;
+        Ok(self.engine)
+    }
+
+    /// The chain value of the last command record (a snapshot's anchor). The journal's last
+    /// chain may be a checkpoint's; the command's own is found by reading the tail.
+    fn command_chain(&self) -> anyhow::Result<[u8; 32]> {
+        let sequence = self.engine.last_sequence();
+        let mut chain = None;
+        read_journal::<JournalError>(
+            self.journal.dir(),
+            self.engine.tenant(),
+            Trust::Unchecked,
+            None,
+            |_| {},
+            |record| {
+                if record.kind == RecordKind::Command && record.sequence == sequence {
+                    chain = Some(record.chain);
+                }
+                Ok(())
+            },
+        )?;
+        chain.ok_or_else(|| anyhow::anyhow!("command {sequence} not found in the journal"))
+    }
+}
+
+/// Snapshots that verify on their own (header, hash, decode, tenant, sequence), newest first.
+/// Whether the journal vouches for each is checked by the replay that follows (`StartAfter`).
+fn restorable_snapshots(
+    snapshot_dir: &Path,
+    tenant: TenantId,
+    rejected: &mut Vec<(PathBuf, String)>,
+) -> anyhow::Result<Vec<Option<(Engine, StartAfter, PathBuf)>>> {
+    let mut restorable = Vec::new();
+    for path in keel_journal::list_snapshots(snapshot_dir)? {
+        let snapshot = match keel_journal::load_snapshot(&path) {
+            Ok(snapshot) => snapshot,
+            Err(reason) => {
+                rejected.push((path, reason));
+                continue;
+            }
+        };
+        match Engine::restore(tenant, &snapshot.body) {
+            Ok(engine) if engine.last_sequence() == snapshot.sequence => {
+                let start = StartAfter { sequence: snapshot.sequence, chain: snapshot.chain };
+                restorable.push(Some((engine, start, path)));
+            }
+            Ok(_) => rejected.push((path, "engine sequence differs from the snapshot's".into())),
+            Err(error) => rejected.push((path, error.to_string())),
+        }
+    }
+    Ok(restorable)
+}
+
+/// Replays the journal into `engine` from `start`, checking every checkpoint's state hash
+/// against the engine's after the commands before it. `after` sees each record with the engine
+/// as it stands once the record is applied.
+pub fn replay_into(
+    engine: &mut Engine,
+    journal_dir: &Path,
+    trust: Trust,
+    start: Option<StartAfter>,
+    progress: impl FnMut(u64),
+    mut after: impl FnMut(&keel_journal::RecordRef<'_>, &Engine),
+) -> Result<keel_journal::ReadSummary, ReplayError> {
+    read_journal::<ReplayError>(journal_dir, engine.tenant(), trust, start, progress, |record| {
+        let location = || Location {
+            segment: record.segment.to_path_buf(),
+            offset: record.offset,
+            sequence: Some(record.sequence),
+        };
+        match record.kind {
+            RecordKind::Command => {
+                let envelope = Envelope::decode(record.payload).map_err(|e| {
+                    ReplayError::Decode { location: location(), reason: e.to_string() }
+                })?;
+                if envelope.sequence != record.sequence {
+                    let reason = format!("envelope says sequence {}", envelope.sequence);
+                    return Err(ReplayError::Decode { location: location(), reason });
+                }
+                engine.apply(&envelope).map_err(|e| ReplayError::Engine {
+                    location: location(),
+                    reason: e.to_string(),
+                })?;
+            }
+            RecordKind::Checkpoint => {
+                let checkpoint =
+                    keel_journal::Checkpoint::decode(record.payload).ok_or_else(|| {
+                        JournalError::Corrupt {
+                            location: location(),
+                            corruption: Corruption::CheckpointMalformed,
+                        }
+                    })?;
+                if engine.state_hash().0 != checkpoint.state_hash {
+                    return Err(JournalError::Corrupt {
+                        location: location(),
+                        corruption: Corruption::StateHashMismatch,
+                    }
+                    .into());
+                }
+            }
+        }
+        after(record, engine);
+        Ok(())
+    })
+}

@@ -1,0 +1,153 @@
+//! The durable path end to end: import journals, reopen replays to the same state hash,
+//! snapshots are used only when the journal vouches for them, `keel journal verify` names
+//! corruption, and a tenant rebuilds from its backup copy.
+#![allow(clippy::unwrap_used, reason = "tests: a failed setup should fail loudly")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use keel::import::{import, import_durable, ImportOptions};
+use keel::store::{DataDir, StoreOptions, TenantStore};
+use keel_domain::TenantId;
+
+fn options() -> ImportOptions {
+    ImportOptions {
+        tenant: "demo".parse().unwrap(),
+        instruments_csv: keel::defaults::INSTRUMENTS_CSV.to_owned(),
+        accounts_csv: keel::defaults::ACCOUNTS_CSV.to_owned(),
+        business_date: None,
+    }
+}
+
+fn trades() -> std::fs::File {
+    std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/trades.csv")).unwrap()
+}
+
+fn keel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel")).args(args).output().unwrap()
+}
+
+fn demo() -> TenantId {
+    "demo".parse().unwrap()
+}
+
+#[test]
+fn durable_import_equals_in_memory_and_reopens_to_the_same_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let in_memory = import(&options(), trades()).unwrap();
+    let (durable, recovery) =
+        import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    assert_eq!(recovery.commands_replayed, 0);
+    assert_eq!(durable.engine.state_hash(), in_memory.engine.state_hash());
+
+    let (store, recovery) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), in_memory.engine.state_hash());
+    assert_eq!(recovery.commands_replayed, in_memory.engine.last_sequence());
+    assert!(recovery.checkpoints_verified >= 1, "the import closes with a checkpoint");
+
+    let output = keel(&["journal", "verify", "--data-dir", dir.path().to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tenants"][0]["state_hash"], in_memory.engine.state_hash().to_string());
+}
+
+#[test]
+fn reopen_starts_from_a_snapshot_only_when_the_journal_vouches_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let store_options = StoreOptions { checkpoint_interval: 50, ..StoreOptions::default() };
+    let (report, _) = import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    let expected = report.engine.state_hash();
+    let (mut store, _) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
+    let snapshot = store.snapshot().unwrap();
+    drop(store);
+
+    let (store, recovery) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
+    assert_eq!(recovery.snapshot.as_ref().map(|(path, _)| path.clone()), Some(snapshot.clone()));
+    assert_eq!(recovery.commands_replayed, 0);
+    assert_eq!(store.engine().state_hash(), expected);
+    drop(store);
+
+    // A damaged snapshot is skipped and the journal replayed from the start.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let (store, recovery) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
+    assert_eq!(recovery.snapshot, None);
+    assert_eq!(recovery.snapshots_rejected.len(), 1);
+    assert_eq!(store.engine().state_hash(), expected);
+}
+
+#[test]
+fn verify_names_the_corrupt_record_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let segment = data.journal_dir(demo()).join("00000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[20_000] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    let output = keel(&["journal", "verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("demo: FAILED: journal corrupt at segment "), "{text}");
+    assert!(text.contains("00000001.seg, offset ") && text.contains(", sequence "), "{text}");
+    // The tenant will not open either.
+    assert!(TenantStore::open(&data, demo(), StoreOptions::default()).is_err());
+}
+
+#[test]
+fn a_tenant_rebuilds_from_its_backup_when_the_primary_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let (report, _) = import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let output = keel(&[
+        "journal",
+        "backup",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--to",
+        backup.path().to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // A second pass copies nothing new and leaves the copy as it was.
+    let again = keel(&[
+        "journal",
+        "backup",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--to",
+        backup.path().to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 bytes copied"));
+
+    // Ransomware: the tenant's data is gone. The node key survives (it lives outside).
+    std::fs::remove_dir_all(data.tenant_dir(demo())).unwrap();
+    let restored = DataDir::new(dir.path());
+    let from_backup = DataDir::new(backup.path());
+    std::fs::create_dir_all(restored.journal_dir(demo())).unwrap();
+    for entry in std::fs::read_dir(from_backup.journal_dir(demo())).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), restored.journal_dir(demo()).join(entry.file_name())).unwrap();
+    }
+    let (store, recovery) = TenantStore::open(&restored, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), report.engine.state_hash());
+    assert_eq!(recovery.commands_replayed, report.engine.last_sequence());
+}
+
+#[test]
+fn continuous_backup_mirrors_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let mut store_options = StoreOptions::default();
+    store_options.journal.backup_dir = Some(DataDir::new(backup.path()).journal_dir(demo()));
+    import_durable(&options(), trades(), &data, store_options).unwrap();
+    let primary = std::fs::read(data.journal_dir(demo()).join("00000001.seg")).unwrap();
+    let copy = std::fs::read(DataDir::new(backup.path()).journal_dir(demo()).join("00000001.seg"))
+        .unwrap();
+    assert_eq!(primary, copy);
+}
