@@ -54,6 +54,8 @@ pub struct VerifiedJournal {
     pub segments: u32,
     pub commands: u64,
     pub checkpoints: u64,
+    /// Checkpoints that carried a state hash (all of them matched the replayed state).
+    pub state_hashes: u64,
     pub snapshots: u64,
     pub last_sequence: u64,
     pub state_hash: String,
@@ -94,7 +96,7 @@ fn verify_one(
         snapshots.insert(snapshot.sequence, (path, *blake3::hash(&snapshot.body).as_bytes()));
     }
     let mut engine = Engine::new(tenant);
-    let (mut commands, mut checkpoints, mut snapshot_checked) = (0, 0, 0);
+    let (mut commands, mut checkpoints, mut state_hashes, mut snapshot_checked) = (0, 0, 0, 0);
     let mut snapshot_fault = None;
     let summary = replay_into(
         &mut engine,
@@ -105,7 +107,12 @@ fn verify_one(
         |record, engine| {
             match record.kind {
                 RecordKind::Command => commands += 1,
-                RecordKind::Checkpoint => checkpoints += 1,
+                RecordKind::Checkpoint => {
+                    checkpoints += 1;
+                    let carries_state = keel_journal::Checkpoint::decode(record.payload)
+                        .is_some_and(|c| c.state_hash != [0; 32]);
+                    state_hashes += u64::from(carries_state);
+                }
             }
             if record.kind == RecordKind::Command {
                 if let Some((path, hash)) = snapshots.get(&record.sequence) {
@@ -131,6 +138,7 @@ fn verify_one(
         segments: summary.segments,
         commands,
         checkpoints,
+        state_hashes,
         snapshots: snapshot_checked,
         last_sequence: summary.last_sequence,
         state_hash: engine.state_hash().to_string(),
@@ -152,8 +160,8 @@ pub fn render_verify_text(results: &[Verified]) -> String {
         match &result.outcome {
             Ok(v) => {
                 out += &format!(
-                    "{}: OK: {} segments, {} commands, {} checkpoints verified, {} snapshots verified, last sequence {}, state {}\n",
-                    result.tenant, v.segments, v.commands, v.checkpoints, v.snapshots, v.last_sequence, v.state_hash
+                    "{}: OK: {} segments, {} commands, {} checkpoint signatures and {} state hashes verified, {} snapshots verified, last sequence {}, state {}\n",
+                    result.tenant, v.segments, v.commands, v.checkpoints, v.state_hashes, v.snapshots, v.last_sequence, v.state_hash
                 );
                 if let Some(torn) = &v.torn_tail {
                     out += &format!("{}: note: torn tail of {torn} (truncated when the tenant is next opened)\n", result.tenant);
@@ -171,7 +179,7 @@ pub fn render_verify_json(results: &[Verified]) -> Value {
         .map(|result| match &result.outcome {
             Ok(v) => json!({
                 "tenant": result.tenant.as_str(), "ok": true, "segments": v.segments,
-                "commands": v.commands, "checkpoints": v.checkpoints, "snapshots": v.snapshots,
+                "commands": v.commands, "checkpoints": v.checkpoints, "state_hashes": v.state_hashes, "snapshots": v.snapshots,
                 "last_sequence": v.last_sequence, "state_hash": v.state_hash, "torn_tail": v.torn_tail,
             }),
             Err(error) => json!({"tenant": result.tenant.as_str(), "ok": false, "error": error}),

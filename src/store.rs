@@ -66,8 +66,13 @@ impl DataDir {
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// A signed checkpoint after this many commands.
+    /// A signed checkpoint of the chain after this many commands: bounds how much of the
+    /// journal a forger without the node key could rewrite unnoticed. Cheap (one signature).
     pub checkpoint_interval: u64,
+    /// Every this many commands a checkpoint also carries the engine's state hash, which
+    /// replay must reproduce. Costs a pass over the whole state, so much rarer; the close of a
+    /// store always carries one.
+    pub state_hash_interval: u64,
     /// A snapshot after this many commands (0: only on request).
     pub snapshot_interval: u64,
     pub journal: JournalOptions,
@@ -77,6 +82,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             checkpoint_interval: 10_000,
+            state_hash_interval: 1_000_000,
             snapshot_interval: 1_000_000,
             journal: JournalOptions::default(),
         }
@@ -104,6 +110,7 @@ pub struct TenantStore {
     options: StoreOptions,
     snapshot_dir: PathBuf,
     since_checkpoint: u64,
+    since_state_hash: u64,
     since_snapshot: u64,
     scratch: Vec<u8>,
 }
@@ -188,6 +195,7 @@ impl TenantStore {
             options,
             snapshot_dir,
             since_checkpoint: 0,
+            since_state_hash: 0,
             since_snapshot: 0,
             scratch: Vec::with_capacity(4096),
         };
@@ -218,9 +226,11 @@ impl TenantStore {
             envelope.encode_into(&mut self.scratch);
             self.journal.append_command(sequence, &self.scratch)?;
             self.since_checkpoint += 1;
+            self.since_state_hash += 1;
             self.since_snapshot += 1;
             if self.since_checkpoint >= self.options.checkpoint_interval {
-                self.checkpoint()?;
+                let with_state = self.since_state_hash >= self.options.state_hash_interval;
+                self.checkpoint(with_state)?;
             }
         }
         self.journal.commit()?;
@@ -232,10 +242,15 @@ impl TenantStore {
         Ok(outcomes)
     }
 
-    /// Appends a signed checkpoint of the current state hash (made durable by the next commit).
-    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
-        self.journal.append_checkpoint(&self.key, self.engine.state_hash().0)?;
+    /// Appends a signed checkpoint (made durable by the next commit), carrying the engine's
+    /// state hash when `with_state` (all zeros otherwise: no state hash in this checkpoint).
+    pub fn checkpoint(&mut self, with_state: bool) -> anyhow::Result<()> {
+        let state_hash = if with_state { self.engine.state_hash().0 } else { [0; 32] };
+        self.journal.append_checkpoint(&self.key, state_hash)?;
         self.since_checkpoint = 0;
+        if with_state {
+            self.since_state_hash = 0;
+        }
         Ok(())
     }
 
@@ -256,8 +271,8 @@ impl TenantStore {
     /// Checkpoints (if anything happened since the last) and commits: the clean way to stop.
     /// Returns the engine.
     pub fn close(mut self) -> anyhow::Result<Engine> {
-        if self.since_checkpoint > 0 {
-            self.checkpoint()?;
+        if self.since_checkpoint > 0 || self.since_state_hash > 0 {
+            self.checkpoint(true)?;
         }
         self.journal.commit()?;
         Ok(self.engine)
@@ -352,7 +367,8 @@ pub fn replay_into(
                             corruption: Corruption::CheckpointMalformed,
                         }
                     })?;
-                if engine.state_hash().0 != checkpoint.state_hash {
+                let carries_state = checkpoint.state_hash != [0; 32];
+                if carries_state && engine.state_hash().0 != checkpoint.state_hash {
                     return Err(JournalError::Corrupt {
                         location: location(),
                         corruption: Corruption::StateHashMismatch,
