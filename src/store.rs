@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use keel_domain::TenantId;
 use keel_engine::{Command, Engine, Envelope, Outcome};
 use keel_journal::{
@@ -62,6 +63,9 @@ impl DataDir {
         Ok(tenants)
     }
 }
+
+/// Snapshots kept per tenant: the newest, and one before it in case the newest is damaged.
+pub const SNAPSHOTS_KEPT: usize = 2;
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -254,16 +258,20 @@ impl TenantStore {
         Ok(())
     }
 
-    /// Commits, then writes a snapshot of the current state.
+    /// Commits, then writes a snapshot of the current state anchored at the journal's last
+    /// record, and keeps only the newest `SNAPSHOTS_KEPT` snapshots.
     pub fn snapshot(&mut self) -> anyhow::Result<PathBuf> {
         self.journal.commit()?;
-        let chain = self.command_chain()?;
-        let path = keel_journal::write_snapshot(
-            &self.snapshot_dir,
-            self.engine.last_sequence(),
-            &chain,
-            &self.engine.snapshot(),
-        )?;
+        let chain = self.journal.last_chain();
+        let sequence = self.engine.last_sequence();
+        let body = self.engine.snapshot();
+        let path = keel_journal::write_snapshot(&self.snapshot_dir, sequence, &chain, &body)?;
+        for old in
+            keel_journal::list_snapshots(&self.snapshot_dir)?.into_iter().skip(SNAPSHOTS_KEPT)
+        {
+            std::fs::remove_file(&old)
+                .with_context(|| format!("removing old snapshot {}", old.display()))?;
+        }
         self.since_snapshot = 0;
         Ok(path)
     }
@@ -276,27 +284,6 @@ impl TenantStore {
         }
         self.journal.commit()?;
         Ok(self.engine)
-    }
-
-    /// The chain value of the last command record (a snapshot's anchor). The journal's last
-    /// chain may be a checkpoint's; the command's own is found by reading the tail.
-    fn command_chain(&self) -> anyhow::Result<[u8; 32]> {
-        let sequence = self.engine.last_sequence();
-        let mut chain = None;
-        read_journal::<JournalError>(
-            self.journal.dir(),
-            self.engine.tenant(),
-            Trust::Unchecked,
-            None,
-            |_| {},
-            |record| {
-                if record.kind == RecordKind::Command && record.sequence == sequence {
-                    chain = Some(record.chain);
-                }
-                Ok(())
-            },
-        )?;
-        chain.ok_or_else(|| anyhow::anyhow!("command {sequence} not found in the journal"))
     }
 }
 

@@ -151,3 +151,69 @@ fn continuous_backup_mirrors_every_commit() {
         .unwrap();
     assert_eq!(primary, copy);
 }
+
+#[test]
+fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let (report, _) = import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let (mut store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    for _ in 0..3 {
+        store.snapshot().unwrap();
+        store
+            .submit((0..10).map(|_| {
+                (
+                    keel_engine::Command::OpenBusinessDate(
+                        keel_domain::Date::parse("2026-11-30").unwrap(),
+                    ),
+                    0,
+                )
+            }))
+            .unwrap();
+    }
+    let snapshots = keel_journal::list_snapshots(&data.snapshot_dir(demo())).unwrap();
+    assert_eq!(snapshots.len(), keel::store::SNAPSHOTS_KEPT, "{snapshots:?}");
+    let expected = store.engine().state_hash();
+    drop(store);
+
+    // Another tenant history under the same name: import into a second data directory with a
+    // different file, and plant its snapshot here at a higher sequence.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = DataDir::new(other_dir.path());
+    let mut short =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/trades.csv"))
+            .unwrap();
+    short = short.replace("D25-0001", "Z25-0001");
+    let (_, _) =
+        import_durable(&options(), short.as_bytes(), &other, StoreOptions::default()).unwrap();
+    let (mut other_store, _) = TenantStore::open(&other, demo(), StoreOptions::default()).unwrap();
+    for _ in 0..25 {
+        other_store
+            .submit([(
+                keel_engine::Command::OpenBusinessDate(
+                    keel_domain::Date::parse("2026-11-30").unwrap(),
+                ),
+                0,
+            )])
+            .unwrap();
+    }
+    let planted = other_store.snapshot().unwrap();
+    std::fs::copy(&planted, data.snapshot_dir(demo()).join(planted.file_name().unwrap())).unwrap();
+
+    let (store, recovery) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), expected);
+    assert!(
+        recovery
+            .snapshots_rejected
+            .iter()
+            .any(|(path, reason)| path.ends_with(planted.file_name().unwrap())
+                && reason.contains("differs")),
+        "{:?}",
+        recovery.snapshots_rejected
+    );
+    assert!(
+        recovery.snapshot.is_some(),
+        "falls back to the newest snapshot the journal vouches for"
+    );
+    assert!(report.engine.last_sequence() < store.engine().last_sequence());
+}

@@ -32,44 +32,42 @@ pub fn account_id(index: usize) -> AccountId {
 /// An engine with `accounts` net customer accounts and `instruments` futures, date open.
 pub fn engine(accounts: usize, instruments: usize) -> Engine {
     let mut engine = Engine::new(ident("bench"));
-    let mut sequence = 0;
-    let mut apply = |engine: &mut Engine, command: Command| {
-        sequence += 1;
-        let outcome =
-            engine.apply(&Envelope { sequence, timestamp_ns: 0, command }).expect("setup");
+    for (index, command) in setup_commands(accounts, instruments).into_iter().enumerate() {
+        let envelope = Envelope { sequence: index as u64 + 1, timestamp_ns: 0, command };
+        let outcome = engine.apply(&envelope).expect("setup");
         assert!(outcome.is_accepted(), "setup: {outcome:?}");
-    };
+    }
+    engine
+}
+
+/// Reference data and the business date of the synthetic tenant, as commands.
+pub fn setup_commands(accounts: usize, instruments: usize) -> Vec<Command> {
+    let mut commands = Vec::with_capacity(accounts + instruments + 1);
     for index in 0..instruments {
-        apply(
-            &mut engine,
-            Command::DefineInstrument(Instrument {
-                id: instrument_id(index),
-                exchange: ident("CME"),
-                product: ident(&format!("P{index}")),
-                currency: keel_domain::Currency::USD,
-                multiplier: Multiplier::new_checked(50).expect("multiplier"),
-                tick_size: Price::parse("0.25").expect("tick"),
-                price_decimals: 4,
-                maturity: 202_612,
-                last_trade_date: date("2026-12-18"),
-                settlement: keel_domain::instrument::SettlementType::Cash,
-                kind: InstrumentKind::Future,
-            }),
-        );
+        commands.push(Command::DefineInstrument(Instrument {
+            id: instrument_id(index),
+            exchange: ident("CME"),
+            product: ident(&format!("P{index}")),
+            currency: keel_domain::Currency::USD,
+            multiplier: Multiplier::new_checked(50).expect("multiplier"),
+            tick_size: Price::parse("0.25").expect("tick"),
+            price_decimals: 4,
+            maturity: 202_612,
+            last_trade_date: date("2026-12-18"),
+            settlement: keel_domain::instrument::SettlementType::Cash,
+            kind: InstrumentKind::Future,
+        }));
     }
     for index in 0..accounts {
-        apply(
-            &mut engine,
-            Command::DefineAccount(Account {
-                id: account_id(index),
-                firm: ident("FIRM"),
-                kind: AccountKind::Customer,
-                position_mode: PositionMode::Net,
-            }),
-        );
+        commands.push(Command::DefineAccount(Account {
+            id: account_id(index),
+            firm: ident("FIRM"),
+            kind: AccountKind::Customer,
+            position_mode: PositionMode::Net,
+        }));
     }
-    apply(&mut engine, Command::OpenBusinessDate(date(BUSINESS_DATE)));
-    engine
+    commands.push(Command::OpenBusinessDate(date(BUSINESS_DATE)));
+    commands
 }
 
 /// xorshift64*: a fast, seeded, dependency-free generator for reproducible streams.

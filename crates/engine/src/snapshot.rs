@@ -70,6 +70,25 @@ fn options() -> impl Options {
 impl Engine {
     /// The canonical encoding of the whole state.
     pub fn snapshot(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_snapshot(&mut bytes);
+        bytes
+    }
+
+    /// BLAKE3 of `snapshot()`, computed by streaming the encoding through the hasher in 64 KiB
+    /// blocks rather than building it in memory first.
+    pub fn state_hash(&self) -> StateHash {
+        let mut hasher = blake3::Hasher::new();
+        {
+            let mut buffered = std::io::BufWriter::with_capacity(64 << 10, &mut hasher);
+            self.write_snapshot(&mut buffered);
+            // Flushing into a hasher cannot fail.
+            let _ = std::io::Write::flush(&mut buffered);
+        }
+        StateHash(*hasher.finalize().as_bytes())
+    }
+
+    fn write_snapshot(&self, out: &mut impl std::io::Write) {
         let image = ImageRef {
             format_version: SNAPSHOT_FORMAT_VERSION,
             tenant: self.tenant,
@@ -79,14 +98,9 @@ impl Engine {
             positions: &self.positions,
             cash: &self.cash,
         };
-        // Serializing plain data into a Vec cannot fail; an empty snapshot would be caught by
-        // restore and by the hash differing from every checkpoint.
-        options().serialize(&image).unwrap_or_default()
-    }
-
-    /// BLAKE3 of `snapshot()`.
-    pub fn state_hash(&self) -> StateHash {
-        StateHash(*blake3::hash(&self.snapshot()).as_bytes())
+        // Serializing plain data into a Vec or a hasher cannot fail; a short snapshot would be
+        // caught by restore and by the hash differing from every checkpoint.
+        let _ = options().serialize_into(out, &image);
     }
 
     /// Rebuilds an engine from `snapshot()` bytes, checking format version and tenant.

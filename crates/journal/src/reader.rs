@@ -5,12 +5,13 @@ use std::path::Path;
 use keel_domain::TenantId;
 
 use crate::error::{Corruption, JournalError, Location};
-use crate::format::{genesis, ChainHash, RecordKind, SEGMENT_HEADER_BYTES};
+use crate::format::{genesis, ChainHash, SEGMENT_HEADER_BYTES};
 use crate::scan::{scan_segment, ChainState, RecordRef, TornTail, Trust};
 use crate::segments::{check_header, list_segments};
 
-/// Where to start: after the command with this sequence, whose chain value must be `chain`
-/// (a snapshot's position). `None` reads from the first record.
+/// Where to start: after the record carrying this sequence whose chain value is `chain` (a
+/// snapshot's position: the last record before it, a command or the checkpoint after it). The
+/// journal must contain that record; `None` reads from the first record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartAfter {
     pub sequence: u64,
@@ -49,8 +50,15 @@ pub fn read_journal<E: From<JournalError>>(
     let after = start.map_or(0, |s| s.sequence);
     let mut start_seen = start.is_none() || after == 0;
     let count = segments.len();
+    // One buffer for every segment: a fresh 64 MiB allocation per segment would fault in
+    // fresh pages each time.
+    let mut buffer = Vec::new();
     for (index, (number, path)) in segments.iter().enumerate() {
-        let bytes = std::fs::read(path).map_err(JournalError::io(path))?;
+        buffer.clear();
+        std::fs::File::open(path)
+            .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut buffer))
+            .map_err(JournalError::io(path))?;
+        let bytes = &buffer[..];
         let last = index + 1 == count;
         if bytes.len() < SEGMENT_HEADER_BYTES && last {
             let reason = "segment header cut short".to_owned();
@@ -62,7 +70,7 @@ pub fn read_journal<E: From<JournalError>>(
             });
             break;
         }
-        let header = check_header(path, &bytes, *number, tenant)?;
+        let header = check_header(path, bytes, *number, tenant)?;
         // Skip whole segments that end before the start point; their successor's header
         // says where the chain stood.
         if let Some((_, next)) = segments.get(index + 1) {
@@ -92,7 +100,7 @@ pub fn read_journal<E: From<JournalError>>(
         }
         let end = scan_segment(
             path,
-            &bytes,
+            bytes,
             SEGMENT_HEADER_BYTES,
             tenant,
             state,
@@ -100,18 +108,17 @@ pub fn read_journal<E: From<JournalError>>(
             trust,
             |record| {
                 if !start_seen {
-                    if record.kind == RecordKind::Command && record.sequence == after {
-                        if let Some(start) = start {
-                            if record.chain != start.chain {
-                                let location = Location {
-                                    segment: path.clone(),
-                                    offset: record.offset,
-                                    sequence: Some(record.sequence),
-                                };
-                                let corruption = Corruption::Snapshot("the journal's chain at the snapshot's sequence differs from the snapshot's".into());
-                                return Err(JournalError::Corrupt { location, corruption }.into());
-                            }
-                        }
+                    if record.sequence > after {
+                        // Passed the snapshot's sequence without meeting its chain value.
+                        let location = Location {
+                            segment: path.clone(),
+                            offset: record.offset,
+                            sequence: Some(record.sequence),
+                        };
+                        let corruption = Corruption::Snapshot("the journal's chain at the snapshot's sequence differs from the snapshot's".into());
+                        return Err(JournalError::Corrupt { location, corruption }.into());
+                    }
+                    if record.sequence == after && start.is_some_and(|s| s.chain == record.chain) {
                         start_seen = true;
                     }
                     return Ok(());
