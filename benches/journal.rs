@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use keel::store::{replay_into, DataDir, StoreOptions, TenantStore};
 use keel_domain::TenantId;
 use keel_engine::Engine;
 use keel_journal::{read_journal, Journal, JournalError, JournalOptions, NodeKey, Trust};
+use keel_pipeline::store::{replay_into, DataDir, StoreOptions, TenantStore};
 
 mod support;
 

@@ -7,9 +7,9 @@ use std::time::Instant;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use keel::store::{replay_into, DataDir};
 use keel_engine::{Engine, Envelope};
 use keel_journal::{read_journal, JournalError, NodeKey, RecordKind, Trust};
+use keel_pipeline::store::{replay_into, DataDir};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -18,8 +18,9 @@ fn main() -> anyhow::Result<()> {
     let commands: usize = args.get(2).map_or(Ok(1_000_000), |c| c.parse())?;
     if data.tenants()?.is_empty() {
         let start = Instant::now();
-        let options = keel::store::StoreOptions { snapshot_interval: 0, ..Default::default() };
-        let (mut store, _) = keel::store::TenantStore::open(&data, tenant, options)?;
+        let options =
+            keel_pipeline::store::StoreOptions { snapshot_interval: 0, ..Default::default() };
+        let (mut store, _) = keel_pipeline::store::TenantStore::open(&data, tenant, options)?;
         let setup = support::setup_commands(10_000, 50);
         let first = setup.len() as u64 + 1;
         store.submit(setup.into_iter().map(|c| (c, 0)))?;

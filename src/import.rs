@@ -13,8 +13,8 @@ use keel_domain::{
 use keel_engine::{Command, Engine, Envelope, Outcome, PositionView};
 use serde_json::{json, Value};
 
-use crate::store::{DataDir, Recovery, StoreOptions, TenantStore};
 use crate::tradefile::parse_trade_file;
+use keel_pipeline::store::{DataDir, Recovery, StoreOptions, TenantStore};
 
 /// What to book a trade file against.
 #[derive(Debug, Clone)]

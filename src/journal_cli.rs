@@ -11,7 +11,7 @@ use keel_engine::{Command, Engine, Envelope};
 use keel_journal::{read_journal, JournalError, RecordKind, Trust};
 use serde_json::{json, Value};
 
-use crate::store::{replay_into, DataDir};
+use keel_pipeline::store::{replay_into, DataDir};
 
 /// The public key that checkpoints must verify under: given in hex, or the node's `node.pub`.
 pub fn public_key(data: &DataDir, hex: Option<&str>) -> anyhow::Result<VerifyingKey> {

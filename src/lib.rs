@@ -6,10 +6,8 @@
 //! - `import`: `keel import`: books a trade file offline and reports positions and rejects.
 //! - `defaults`: the embedded sample instrument master and account list.
 //! - `journal_cli`: `keel journal verify` and `keel journal dump`.
-//! - `store`: `TenantStore`, a tenant's engine and journal kept in step; recovery and replay.
 
 pub mod defaults;
 pub mod import;
 pub mod journal_cli;
-pub mod store;
 pub mod tradefile;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keel::import::{import, import_durable, render_json, render_text, ImportOptions};
-use keel::store::{DataDir, StoreOptions};
 use keel_domain::{Date, TenantId};
+use keel_pipeline::store::{DataDir, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, about = "keel: a derivatives trade-processing engine")]

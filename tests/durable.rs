@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use keel::import::{import, import_durable, ImportOptions};
-use keel::store::{DataDir, StoreOptions, TenantStore};
 use keel_domain::TenantId;
+use keel_pipeline::store::{DataDir, StoreOptions, TenantStore};
 
 fn options() -> ImportOptions {
     ImportOptions {
@@ -172,7 +172,7 @@ fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
             .unwrap();
     }
     let snapshots = keel_journal::list_snapshots(&data.snapshot_dir(demo())).unwrap();
-    assert_eq!(snapshots.len(), keel::store::SNAPSHOTS_KEPT, "{snapshots:?}");
+    assert_eq!(snapshots.len(), keel_pipeline::store::SNAPSHOTS_KEPT, "{snapshots:?}");
     let expected = store.engine().state_hash();
     drop(store);
 

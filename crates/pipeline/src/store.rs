@@ -223,27 +223,41 @@ impl TenantStore {
     ) -> anyhow::Result<Vec<Outcome>> {
         let mut outcomes = Vec::new();
         for (command, timestamp_ns) in commands {
-            let sequence = self.engine.last_sequence() + 1;
-            let envelope = Envelope { sequence, timestamp_ns, command };
-            outcomes.push(self.engine.apply(&envelope)?);
-            self.scratch.clear();
-            envelope.encode_into(&mut self.scratch);
-            self.journal.append_command(sequence, &self.scratch)?;
-            self.since_checkpoint += 1;
-            self.since_state_hash += 1;
-            self.since_snapshot += 1;
-            if self.since_checkpoint >= self.options.checkpoint_interval {
-                let with_state = self.since_state_hash >= self.options.state_hash_interval;
-                self.checkpoint(with_state)?;
-            }
+            outcomes.push(self.stage(command, timestamp_ns)?);
         }
-        self.journal.commit()?;
+        self.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Applies one command and appends it to the journal's buffer. Its outcome must not be
+    /// released before the next `commit` returns.
+    pub fn stage(&mut self, command: Command, timestamp_ns: i64) -> anyhow::Result<Outcome> {
+        let sequence = self.engine.last_sequence() + 1;
+        let envelope = Envelope { sequence, timestamp_ns, command };
+        let outcome = self.engine.apply(&envelope)?;
+        self.scratch.clear();
+        envelope.encode_into(&mut self.scratch);
+        self.journal.append_command(sequence, &self.scratch)?;
+        self.since_checkpoint += 1;
+        self.since_state_hash += 1;
+        self.since_snapshot += 1;
+        if self.since_checkpoint >= self.options.checkpoint_interval {
+            let with_state = self.since_state_hash >= self.options.state_hash_interval;
+            self.checkpoint(with_state)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Makes everything staged durable (one `sync_data`), then snapshots if one is due.
+    /// Returns the durable sequence.
+    pub fn commit(&mut self) -> anyhow::Result<u64> {
+        let durable = self.journal.commit()?;
         if self.options.snapshot_interval > 0
             && self.since_snapshot >= self.options.snapshot_interval
         {
             self.snapshot()?;
         }
-        Ok(outcomes)
+        Ok(durable)
     }
 
     /// Appends a signed checkpoint (made durable by the next commit), carrying the engine's

@@ -1,0 +1,120 @@
+//! Per-tenant metrics, updated by the shard thread with relaxed atomics and read by the
+//! metrics endpoint.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds of the commit latency histogram, in microseconds.
+pub const COMMIT_BUCKETS_US: [u64; 12] =
+    [50, 100, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000];
+/// Upper bounds of the batch size histogram, in commands per commit.
+pub const BATCH_BUCKETS: [u64; 8] = [1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000];
+
+#[derive(Debug, Default)]
+pub struct TenantMetrics {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub commits: AtomicU64,
+    last_sequence: AtomicU64,
+    commit_us_buckets: [AtomicU64; COMMIT_BUCKETS_US.len() + 1],
+    commit_us_sum: AtomicU64,
+    batch_buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    batch_sum: AtomicU64,
+}
+
+impl TenantMetrics {
+    pub fn set_last_sequence(&self, sequence: u64) {
+        self.last_sequence.store(sequence, Relaxed);
+    }
+
+    pub fn last_sequence(&self) -> u64 {
+        self.last_sequence.load(Relaxed)
+    }
+
+    pub fn record_commit(&self, commands: u64, micros: u64) {
+        self.commits.fetch_add(1, Relaxed);
+        let bucket =
+            COMMIT_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(COMMIT_BUCKETS_US.len());
+        self.commit_us_buckets[bucket].fetch_add(1, Relaxed);
+        self.commit_us_sum.fetch_add(micros, Relaxed);
+        let bucket =
+            BATCH_BUCKETS.iter().position(|b| commands <= *b).unwrap_or(BATCH_BUCKETS.len());
+        self.batch_buckets[bucket].fetch_add(1, Relaxed);
+        self.batch_sum.fetch_add(commands, Relaxed);
+    }
+
+    /// Appends this tenant's series in Prometheus text format.
+    pub fn render(&self, tenant: &str, queue_depth: usize, out: &mut String) {
+        let label = format!("tenant=\"{tenant}\"");
+        let _ = writeln!(
+            out,
+            "keel_commands_total{{{label},outcome=\"accepted\"}} {}",
+            self.accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "keel_commands_total{{{label},outcome=\"duplicate\"}} {}",
+            self.duplicates.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "keel_commands_total{{{label},outcome=\"rejected\"}} {}",
+            self.rejected.load(Relaxed)
+        );
+        let _ = writeln!(out, "keel_last_sequence{{{label}}} {}", self.last_sequence());
+        let _ = writeln!(out, "keel_queue_depth{{{label}}} {queue_depth}");
+        histogram(
+            out,
+            "keel_commit_latency_seconds",
+            &label,
+            &COMMIT_BUCKETS_US,
+            &self.commit_us_buckets,
+            self.commit_us_sum.load(Relaxed),
+            1e-6,
+        );
+        histogram(
+            out,
+            "keel_commit_batch_commands",
+            &label,
+            &BATCH_BUCKETS,
+            &self.batch_buckets,
+            self.batch_sum.load(Relaxed),
+            1.0,
+        );
+    }
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    label: &str,
+    bounds: &[u64],
+    counts: &[AtomicU64],
+    sum: u64,
+    scale: f64,
+) {
+    let mut cumulative = 0;
+    for (bound, count) in bounds.iter().zip(counts) {
+        cumulative += count.load(Relaxed);
+        let _ =
+            writeln!(out, "{name}_bucket{{{label},le=\"{}\"}} {cumulative}", *bound as f64 * scale);
+    }
+    cumulative += counts[bounds.len()].load(Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum{{{label}}} {}", sum as f64 * scale);
+    let _ = writeln!(out, "{name}_count{{{label}}} {cumulative}");
+}
+
+/// The `# HELP` and `# TYPE` lines for the series above.
+pub fn render_preamble(out: &mut String) {
+    for (name, kind, help) in [
+        ("keel_commands_total", "counter", "Commands by outcome"),
+        ("keel_last_sequence", "gauge", "Last durable tenant sequence"),
+        ("keel_queue_depth", "gauge", "Requests waiting in the tenant's queue"),
+        ("keel_commit_latency_seconds", "histogram", "Group commit (write + sync_data) latency"),
+        ("keel_commit_batch_commands", "histogram", "Commands per group commit"),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+}
