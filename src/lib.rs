@@ -6,8 +6,12 @@
 //! - `import`: `keel import`: books a trade file offline and reports positions and rejects.
 //! - `defaults`: the embedded sample instrument master and account list.
 //! - `journal_cli`: `keel journal verify` and `keel journal dump`.
+//! - `serve`: `keel serve` and `keel tenant create`: tenants, pipeline and server wired up.
+//! - `send`: `keel send`: a trade file sent to a running server with the Rust client.
 
 pub mod defaults;
 pub mod import;
 pub mod journal_cli;
+pub mod send;
+pub mod serve;
 pub mod tradefile;

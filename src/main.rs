@@ -48,10 +48,53 @@ enum Commands {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run the server: native protocol, metrics, every tenant of the data directory. On a
+    /// fresh directory, creates the demo tenant with the sample instruments and accounts and
+    /// prints its credential once. Settings: keel.toml, then KEEL_* variables.
+    Serve {
+        /// Configuration file (optional; every key optional).
+        #[arg(long, default_value = "keel.toml")]
+        config: PathBuf,
+    },
+    /// Send a trade file to a running server and report the acknowledgements.
+    Send {
+        file: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        address: String,
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT)]
+        tenant: String,
+        /// The tenant's credential (or KEEL_CREDENTIAL).
+        #[arg(long, env = "KEEL_CREDENTIAL", hide_env_values = true)]
+        credential: String,
+        /// Instructions per batch.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+    },
+    /// Manage tenants offline.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// Inspect tenants' journals offline.
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with an instrument master and account list; prints its credential once.
+    Create {
+        tenant: String,
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        /// Instrument master CSV (default: the shipped examples/instruments.csv).
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+        /// Account list CSV (default: the shipped examples/accounts.csv).
+        #[arg(long)]
+        accounts: Option<PathBuf>,
     },
 }
 
@@ -107,6 +150,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Structured logs on standard error; `KEEL_LOG` (or `RUST_LOG`) sets the filter.
+fn init_logging() {
+    let filter = std::env::var("KEEL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// Writes to standard output; a reader that went away (`| head`) is not an error.
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -119,6 +174,64 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
+        Commands::Serve { config } => {
+            init_logging();
+            let config = keel_server::ServerConfig::load(&config, std::env::vars())?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(keel::serve::serve(
+                config,
+                keel::defaults::INSTRUMENTS_CSV,
+                keel::defaults::ACCOUNTS_CSV,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Send { file, address, tenant, credential, batch } => {
+            let tenant = TenantId::new_checked(&tenant)?;
+            let reader =
+                File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(keel::send::send(
+                &address,
+                tenant,
+                &credential,
+                BufReader::new(reader),
+                batch,
+            ))?;
+            let mut text = String::new();
+            for (line, reason) in report.malformed.iter().chain(&report.rejected) {
+                text += &format!("line {line}: {reason}\n");
+            }
+            text += &format!(
+                "{} accepted, {} duplicates, {} rejected, {} malformed, {} rows not sendable (business date rows)\n",
+                report.accepted, report.duplicates, report.rejected.len(), report.malformed.len(), report.skipped
+            );
+            write_stdout(&text)?;
+            Ok(if report.malformed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Commands::Tenant {
+            command: TenantCommand::Create { tenant, data_dir, instruments, accounts },
+        } => {
+            let read = |path: Option<PathBuf>, default: &str| -> anyhow::Result<String> {
+                match path {
+                    None => Ok(default.to_owned()),
+                    Some(path) => std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display())),
+                }
+            };
+            let data = DataDir::new(data_dir);
+            let tenant = TenantId::new_checked(&tenant)?;
+            let secret = keel::serve::create_tenant(
+                &data,
+                tenant,
+                &read(instruments, keel::defaults::INSTRUMENTS_CSV)?,
+                &read(accounts, keel::defaults::ACCOUNTS_CSV)?,
+                StoreOptions::default(),
+            )?;
+            println!(
+                "tenant {tenant} created; credential (shown only now, stored hashed): {secret}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Import { file, tenant, instruments, accounts, business_date, json, data_dir } => {
             let read = |path: Option<PathBuf>, default: &str| -> anyhow::Result<String> {
                 match path {

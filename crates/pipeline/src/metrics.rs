@@ -71,7 +71,7 @@ impl TenantMetrics {
             &COMMIT_BUCKETS_US,
             &self.commit_us_buckets,
             self.commit_us_sum.load(Relaxed),
-            1e-6,
+            6,
         );
         histogram(
             out,
@@ -80,8 +80,23 @@ impl TenantMetrics {
             &BATCH_BUCKETS,
             &self.batch_buckets,
             self.batch_sum.load(Relaxed),
-            1.0,
+            0,
         );
+    }
+}
+
+/// `value / 10^decimals` written exactly (bucket bounds are integers in a smaller unit).
+fn scaled(value: u64, decimals: u32) -> String {
+    if decimals == 0 {
+        return value.to_string();
+    }
+    let unit = 10u64.pow(decimals);
+    let fraction = format!("{:0width$}", value % unit, width = decimals as usize);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        (value / unit).to_string()
+    } else {
+        format!("{}.{fraction}", value / unit)
     }
 }
 
@@ -92,17 +107,20 @@ fn histogram(
     bounds: &[u64],
     counts: &[AtomicU64],
     sum: u64,
-    scale: f64,
+    decimals: u32,
 ) {
     let mut cumulative = 0;
     for (bound, count) in bounds.iter().zip(counts) {
         cumulative += count.load(Relaxed);
-        let _ =
-            writeln!(out, "{name}_bucket{{{label},le=\"{}\"}} {cumulative}", *bound as f64 * scale);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{label},le=\"{}\"}} {cumulative}",
+            scaled(*bound, decimals)
+        );
     }
     cumulative += counts[bounds.len()].load(Relaxed);
     let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum{{{label}}} {}", sum as f64 * scale);
+    let _ = writeln!(out, "{name}_sum{{{label}}} {}", scaled(sum, decimals));
     let _ = writeln!(out, "{name}_count{{{label}}} {cumulative}");
 }
 

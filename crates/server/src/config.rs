@@ -1,0 +1,125 @@
+//! Server configuration: embedded defaults, then `keel.toml` (every key optional), then
+//! `KEEL_*` environment variables (`KEEL_LISTEN=127.0.0.1:7070`, `KEEL_DATA_DIR=...`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Native protocol listener.
+    pub listen: SocketAddr,
+    /// Prometheus metrics (HTTP); none to disable.
+    pub metrics_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// Largest frame payload accepted.
+    pub frame_bytes_max: u32,
+    /// Most instructions in one batch.
+    pub batch_instructions_max: usize,
+    /// Most open connections; more are refused with an error frame.
+    pub connections_max: usize,
+    /// A session that sends nothing for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Batches a session may have waiting for their acknowledgements before it stops reading.
+    pub session_batches_in_flight_max: usize,
+    /// A client that does not read its acknowledgements for this long is disconnected.
+    pub write_timeout_ms: u64,
+    /// A signed checkpoint every so many commands per tenant.
+    pub checkpoint_interval: u64,
+    /// A snapshot every so many commands per tenant.
+    pub snapshot_interval: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            data_dir: PathBuf::from("keel-data"),
+            frame_bytes_max: keel_wire::FRAME_BYTES_MAX,
+            batch_instructions_max: 5_000,
+            connections_max: 1_024,
+            idle_timeout_ms: 60_000,
+            session_batches_in_flight_max: 64,
+            write_timeout_ms: 30_000,
+            checkpoint_interval: 10_000,
+            snapshot_interval: 1_000_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Defaults, overridden by `file` if it exists, then by `KEEL_*` variables.
+    pub fn load(
+        file: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<ServerConfig> {
+        let mut config = match std::fs::read_to_string(file) {
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ServerConfig::default(),
+            Err(error) => return Err(anyhow::anyhow!("{}: {error}", file.display())),
+        };
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("KEEL_") else { continue };
+            config
+                .set(&name.to_ascii_lowercase(), &value)
+                .map_err(|e| anyhow::anyhow!("{key}={value}: {e}"))?;
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        match key {
+            "listen" => self.listen = value.parse()?,
+            "metrics_listen" => {
+                self.metrics_listen = if value.is_empty() { None } else { Some(value.parse()?) }
+            }
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "frame_bytes_max" => self.frame_bytes_max = value.parse()?,
+            "batch_instructions_max" => self.batch_instructions_max = value.parse()?,
+            "connections_max" => self.connections_max = value.parse()?,
+            "idle_timeout_ms" => self.idle_timeout_ms = value.parse()?,
+            "session_batches_in_flight_max" => {
+                self.session_batches_in_flight_max = value.parse()?
+            }
+            "write_timeout_ms" => self.write_timeout_ms = value.parse()?,
+            "checkpoint_interval" => self.checkpoint_interval = value.parse()?,
+            "snapshot_interval" => self.snapshot_interval = value.parse()?,
+            // Variables for other tools (KEEL_LOG, ...) are not the server's.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("keel-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keel.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7100\"\nconnections_max = 8\n").unwrap();
+        let env = [
+            ("KEEL_CONNECTIONS_MAX".to_owned(), "9".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let config = ServerConfig::load(&file, env.into_iter()).unwrap();
+        assert_eq!(config.listen.port(), 7100);
+        assert_eq!(config.connections_max, 9);
+        assert_eq!(config.frame_bytes_max, keel_wire::FRAME_BYTES_MAX);
+        std::fs::write(&file, "listen = 7\n").unwrap();
+        assert!(ServerConfig::load(&file, std::iter::empty()).is_err());
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        assert!(ServerConfig::load(&file, std::iter::empty()).is_err());
+        let bad = [("KEEL_LISTEN".to_owned(), "nowhere".to_owned())];
+        assert!(ServerConfig::load(&dir.join("absent.toml"), bad.into_iter()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
