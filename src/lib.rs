@@ -7,11 +7,13 @@
 //! - `defaults`: the embedded sample instrument master and account list.
 //! - `journal_cli`: `keel journal verify` and `keel journal dump`.
 //! - `serve`: `keel serve` and `keel tenant create`: tenants, pipeline and server wired up.
+//! - `load`: `keel load`, a first closed-loop load generator over the native protocol.
 //! - `send`: `keel send`: a trade file sent to a running server with the Rust client.
 
 pub mod defaults;
 pub mod import;
 pub mod journal_cli;
+pub mod load;
 pub mod send;
 pub mod serve;
 pub mod tradefile;

@@ -70,6 +70,26 @@ enum Commands {
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
     },
+    /// Closed-loop load over the native protocol against an in-process server on loopback.
+    Load {
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 1)]
+        tenants: usize,
+        /// Instructions per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Batches each connection keeps in flight.
+        #[arg(long, default_value_t = 4)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Percent of new trades (the rest split between amends and cancels).
+        #[arg(long, default_value_t = 80)]
+        new_percent: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants offline.
     Tenant {
         #[command(subcommand)]
@@ -174,6 +194,41 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
+        Commands::Load { connections, tenants, batch, in_flight, seconds, new_percent, json } => {
+            let options = keel::load::LoadOptions {
+                connections,
+                tenants,
+                batch,
+                in_flight,
+                duration: std::time::Duration::from_secs(seconds),
+                new_percent,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(keel::load::run(options.clone()))?;
+            let (p50, p99, p999) = (
+                report.percentile_us(0.5),
+                report.percentile_us(0.99),
+                report.percentile_us(0.999),
+            );
+            let max = report.latencies_us.last().copied().unwrap_or(0);
+            let text = if json {
+                serde_json::json!({
+                    "connections": connections, "tenants": tenants, "batch": batch, "in_flight": in_flight,
+                    "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
+                    "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
+                    "rate_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+                })
+                .to_string()
+                    + "\n"
+            } else {
+                format!(
+                    "{} instructions in {:.2} s: {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n",
+                    report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, p50, p99, p999, max
+                )
+            };
+            write_stdout(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Serve { config } => {
             init_logging();
             let config = keel_server::ServerConfig::load(&config, std::env::vars())?;
