@@ -10,7 +10,7 @@ use keel_domain::{
     account::load_accounts, instrument::load_instruments, CaptureError, Date, ReportId, Rounding,
     Side, TenantId,
 };
-use keel_engine::{Command, Engine, Envelope, Outcome, PositionView};
+use keel_engine::{Command, Engine, Envelope, Outcome, PositionView, Reject};
 use serde_json::{json, Value};
 
 use crate::tradefile::parse_trade_file;
@@ -37,7 +37,7 @@ pub enum RowOutcome {
     Duplicate {
         sequence: u64,
     },
-    Rejected(CaptureError),
+    Rejected(Reject),
     Malformed(TableError),
 }
 
@@ -165,7 +165,9 @@ pub fn import_into(
             }
             Ok(_) if open_date.is_some_and(|open| date < open) => {
                 let open = open_date.unwrap_or(date);
-                RowOutcome::Rejected(CaptureError::BusinessDateBackwards { requested: date, open })
+                RowOutcome::Rejected(
+                    CaptureError::BusinessDateBackwards { requested: date, open }.into(),
+                )
             }
             Ok(command) => {
                 if open_date != Some(date) {

@@ -288,5 +288,12 @@ fn describe_command(payload: &[u8]) -> String {
             "average-price allocation {} of group {}",
             allocation.report_id, allocation.group
         ),
+        Command::LoadSettlementPrices(prices) => {
+            format!("settlement prices for {} ({} contracts)", prices.date, prices.prices.len())
+        }
+        Command::LoadFeeSchedule(schedule) => {
+            format!("fee schedule ({} rules)", schedule.rules.len())
+        }
+        Command::RunEndOfDay(date) => format!("end of day {date}"),
     }
 }

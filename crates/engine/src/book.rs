@@ -51,6 +51,12 @@ impl PositionBook {
         self.keys.iter().copied().zip(&self.positions).filter(|(_, position)| !position.is_empty())
     }
 
+    /// Every position, empty ones included (they may still be owed a true-up), with keys, in
+    /// creation order.
+    pub(crate) fn iter_all(&self) -> impl Iterator<Item = (u64, &Position)> {
+        self.keys.iter().copied().zip(&self.positions)
+    }
+
     /// Rebuilds the index after deserialization.
     pub(crate) fn reindex(&mut self) {
         self.index = self.keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();

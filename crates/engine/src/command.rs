@@ -3,6 +3,7 @@
 use keel_domain::{
     Account, AveragePriceAllocation, CaptureError, Date, GiveUpResponse, Instrument, TradeReport,
 };
+use keel_settlement::{FeeSchedule, SettleError, SettlementPrices};
 use serde::{Deserialize, Serialize};
 
 /// Everything that changes a tenant's state. Each is journaled before it is acknowledged.
@@ -16,6 +17,12 @@ pub enum Command {
     Trade(TradeReport),
     GiveUp(GiveUpResponse),
     AveragePrice(AveragePriceAllocation),
+    /// Settlement prices for the open business date (replacing any loaded before for it).
+    LoadSettlementPrices(SettlementPrices),
+    /// The fee schedule from now on.
+    LoadFeeSchedule(FeeSchedule),
+    /// End of day for the open business date: variation margin, premium, fees, ledger.
+    RunEndOfDay(Date),
 }
 
 /// A command with the tenant sequence and capture time assigned by the pipeline.
@@ -74,7 +81,33 @@ pub enum Outcome {
     /// The same instruction was accepted before, at `sequence`; nothing changed.
     Duplicate { sequence: u64 },
     /// Refused; nothing changed.
-    Rejected(CaptureError),
+    Rejected(Reject),
+}
+
+/// Why a command was refused: a trade-capture rule or a settlement rule. Codes are stable and
+/// distinct (1000s and 2000s; docs/reject-codes.md).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Reject {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+}
+
+impl Reject {
+    pub fn code(&self) -> u16 {
+        match self {
+            Reject::Capture(error) => error.code(),
+            Reject::Settle(error) => error.code(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reject::Capture(error) => error.name(),
+            Reject::Settle(error) => error.name(),
+        }
+    }
 }
 
 impl Outcome {

@@ -7,7 +7,9 @@ use keel_position_keeping::{Position, PositionError, Terms};
 use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey};
 
 use crate::book::{position_key, split_key, PositionBook};
-use crate::command::{Command, Envelope, Outcome};
+use crate::command::{Command, Envelope, Outcome, Reject};
+use keel_domain::{CaptureError, Date};
+use keel_settlement::{EodInput, FeeSchedule, SettleError, Settlement, SettlementPrices};
 
 /// A fault that must stop the tenant: the journal or the pipeline broke an invariant. Client
 /// mistakes are never faults; they are `Outcome::Rejected`.
@@ -34,6 +36,8 @@ pub struct Engine {
     pub(crate) positions: PositionBook,
     /// Cash adjustments outside positions (average-price residuals), per account and currency.
     pub(crate) cash: BTreeMap<(AccountKey, Currency), Amount>,
+    /// End of day: prices, fees, the ledger, what each position has been paid.
+    pub(crate) settlement: Settlement,
     pub(crate) last_sequence: u64,
     pub(crate) last_timestamp_ns: i64,
     /// Scratch space reused across commands so that applying one allocates nothing.
@@ -50,7 +54,15 @@ pub struct PositionView<'a> {
 
 impl Engine {
     pub fn new(tenant: TenantId) -> Self {
-        Self::from_parts(tenant, Capture::default(), PositionBook::default(), BTreeMap::new(), 0, 0)
+        Self::from_parts(
+            tenant,
+            Capture::default(),
+            PositionBook::default(),
+            BTreeMap::new(),
+            Settlement::default(),
+            0,
+            0,
+        )
     }
 
     pub(crate) fn from_parts(
@@ -58,6 +70,7 @@ impl Engine {
         capture: Capture,
         positions: PositionBook,
         cash: BTreeMap<(AccountKey, Currency), Amount>,
+        settlement: Settlement,
         last_sequence: u64,
         last_timestamp_ns: i64,
     ) -> Self {
@@ -66,6 +79,7 @@ impl Engine {
             capture,
             positions,
             cash,
+            settlement,
             last_sequence,
             last_timestamp_ns,
             effects: Vec::with_capacity(16),
@@ -98,13 +112,34 @@ impl Engine {
         let sequence = envelope.sequence;
         let mut effects = std::mem::take(&mut self.effects);
         effects.clear();
-        let result = match &envelope.command {
-            Command::Trade(report) => self.capture.apply_trade(report, sequence, &mut effects),
-            Command::GiveUp(response) => {
-                self.capture.apply_give_up(response, sequence, &mut effects)
-            }
+        let result: Result<Accepted, Reject> = match &envelope.command {
+            Command::LoadSettlementPrices(prices) => self.load_prices(prices).map_err(Reject::from),
+            Command::LoadFeeSchedule(schedule) => self.load_fees(schedule).map_err(Reject::from),
+            Command::RunEndOfDay(date) => self.run_eod(*date).map_err(Reject::from),
+            capture => self.apply_capture(capture, sequence, &mut effects).map_err(Reject::from),
+        };
+        let applied = self.apply_effects(&effects);
+        self.effects = effects;
+        applied?;
+        Ok(match result {
+            Ok(Accepted::Applied) => Outcome::Accepted { sequence },
+            Ok(Accepted::Duplicate { sequence }) => Outcome::Duplicate { sequence },
+            Err(reason) => Outcome::Rejected(reason),
+        })
+    }
+
+    /// Trade capture's commands.
+    fn apply_capture(
+        &mut self,
+        command: &Command,
+        sequence: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Accepted, CaptureError> {
+        match command {
+            Command::Trade(report) => self.capture.apply_trade(report, sequence, effects),
+            Command::GiveUp(response) => self.capture.apply_give_up(response, sequence, effects),
             Command::AveragePrice(allocation) => {
-                self.capture.apply_average_price(allocation, sequence, &mut effects)
+                self.capture.apply_average_price(allocation, sequence, effects)
             }
             Command::OpenBusinessDate(date) => {
                 self.capture.open_business_date(*date).map(|()| Accepted::Applied)
@@ -115,15 +150,55 @@ impl Engine {
             Command::DefineAccount(account) => {
                 self.capture.define_account(*account).map(|()| Accepted::Applied)
             }
+            Command::LoadSettlementPrices(_)
+            | Command::LoadFeeSchedule(_)
+            | Command::RunEndOfDay(_) => {
+                unreachable!("settlement commands are dispatched before capture's")
+            }
+        }
+    }
+
+    fn load_prices(&mut self, prices: &SettlementPrices) -> Result<Accepted, SettleError> {
+        let reference = self.capture.reference();
+        let open = reference.business_date().ok_or(SettleError::BusinessDateNotOpen)?;
+        if prices.date != open {
+            return Err(SettleError::NotTheOpenDate { requested: prices.date, open });
+        }
+        let lookup = |id: &keel_domain::InstrumentId| {
+            reference.instrument_key(id).map(|key| reference.instrument(key))
         };
-        let applied = self.apply_effects(&effects);
-        self.effects = effects;
-        applied?;
-        Ok(match result {
-            Ok(Accepted::Applied) => Outcome::Accepted { sequence },
-            Ok(Accepted::Duplicate { sequence }) => Outcome::Duplicate { sequence },
-            Err(reason) => Outcome::Rejected(reason),
-        })
+        let checked = keel_settlement::prices::validate(&prices.prices, lookup)?;
+        self.settlement.load_prices(prices.date, checked);
+        Ok(Accepted::Applied)
+    }
+
+    fn load_fees(&mut self, schedule: &FeeSchedule) -> Result<Accepted, SettleError> {
+        schedule.validate(self.capture.reference().instruments().iter())?;
+        self.settlement.load_fees(schedule.clone());
+        Ok(Accepted::Applied)
+    }
+
+    fn run_eod(&mut self, date: Date) -> Result<Accepted, SettleError> {
+        let reference = self.capture.reference();
+        let inputs: Vec<EodInput<'_>> = self
+            .positions
+            .iter_all()
+            .map(|(key, position)| {
+                let (account, instrument) = split_key(key);
+                EodInput {
+                    key,
+                    account: reference.account(account),
+                    instrument: reference.instrument(instrument),
+                    position,
+                }
+            })
+            .collect();
+        self.settlement.run_eod(date, reference.business_date(), inputs.iter().copied())?;
+        Ok(Accepted::Applied)
+    }
+
+    pub fn settlement(&self) -> &Settlement {
+        &self.settlement
     }
 
     fn apply_effects(&mut self, effects: &[Effect]) -> Result<(), EngineError> {

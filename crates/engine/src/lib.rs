@@ -17,6 +17,6 @@ pub mod command;
 pub mod engine;
 pub mod snapshot;
 
-pub use command::{Command, DecodeError, Envelope, Outcome};
+pub use command::{Command, DecodeError, Envelope, Outcome, Reject};
 pub use engine::{Engine, EngineError, PositionView};
 pub use snapshot::{StateHash, SNAPSHOT_FORMAT_VERSION};

@@ -10,13 +10,15 @@ use std::fmt;
 
 use bincode::Options;
 use keel_domain::{Amount, Currency, TenantId};
+use keel_settlement::Settlement;
 use keel_trade_capture::{AccountKey, Capture};
 use serde::{Deserialize, Serialize};
 
 use crate::book::PositionBook;
 use crate::engine::{Engine, EngineError};
 
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// 2: the settlement state (prices, fees, ledger, accrued amounts) joined the image.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// Largest snapshot `restore` will decode.
 pub const SNAPSHOT_BYTES_MAX: u64 = 16 << 30;
@@ -46,6 +48,7 @@ struct ImageRef<'a> {
     capture: &'a Capture,
     positions: &'a PositionBook,
     cash: &'a BTreeMap<(AccountKey, Currency), Amount>,
+    settlement: &'a Settlement,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +60,7 @@ struct Image {
     capture: Capture,
     positions: PositionBook,
     cash: BTreeMap<(AccountKey, Currency), Amount>,
+    settlement: Settlement,
 }
 
 fn options() -> impl Options {
@@ -97,6 +101,7 @@ impl Engine {
             capture: &self.capture,
             positions: &self.positions,
             cash: &self.cash,
+            settlement: &self.settlement,
         };
         // Serializing plain data into a Vec or a hasher cannot fail; a short snapshot would be
         // caught by restore and by the hash differing from every checkpoint.
@@ -135,6 +140,7 @@ impl Engine {
             capture,
             positions,
             image.cash,
+            image.settlement,
             image.last_sequence,
             image.last_timestamp_ns,
         ))

@@ -19,7 +19,7 @@ pub enum SettleError {
     #[error("settlement price for {0} given twice")]
     DuplicatePrice(InstrumentId),
     #[error("fee schedule names unknown {what} {name}")]
-    UnknownFeeTarget { what: &'static str, name: String },
+    UnknownFeeTarget { what: String, name: String },
     #[error("no business date is open")]
     BusinessDateNotOpen,
     #[error("ledger does not balance in {currency}: {sum} after posting {posting}")]

@@ -45,7 +45,7 @@ impl FeeSchedule {
         for rule in &self.rules {
             if !instruments.clone().any(|i| i.exchange == rule.exchange) {
                 return Err(SettleError::UnknownFeeTarget {
-                    what: "exchange",
+                    what: "exchange".into(),
                     name: rule.exchange.to_string(),
                 });
             }
@@ -53,7 +53,7 @@ impl FeeSchedule {
                 if !instruments.clone().any(|i| i.exchange == rule.exchange && i.product == product)
                 {
                     return Err(SettleError::UnknownFeeTarget {
-                        what: "product",
+                        what: "product".into(),
                         name: format!("{}/{product}", rule.exchange),
                     });
                 }
