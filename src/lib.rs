@@ -4,6 +4,7 @@
 //! # Layout
 //! - `tradefile`: the trade CSV format (docs/trade-file.md) parsed into engine commands.
 //! - `import`: `keel import`: books a trade file offline and reports positions and rejects.
+//! - `eod`: `keel eod`: settlement prices, fees and end of day for a tenant, offline.
 //! - `defaults`: the embedded sample instrument master and account list.
 //! - `journal_cli`: `keel journal verify` and `keel journal dump`.
 //! - `serve`: `keel serve` and `keel tenant create`: tenants, pipeline and server wired up.
@@ -11,6 +12,7 @@
 //! - `send`: `keel send`: a trade file sent to a running server with the Rust client.
 
 pub mod defaults;
+pub mod eod;
 pub mod import;
 pub mod journal_cli;
 pub mod load;

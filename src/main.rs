@@ -90,6 +90,26 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// Run end of day for a tenant offline: load settlement prices (and fees), post variation
+    /// margin, premium and fees to the ledger, print postings and payment instructions.
+    Eod {
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT)]
+        tenant: String,
+        /// The business date (must be the tenant's open one).
+        #[arg(long)]
+        date: String,
+        /// Settlement prices CSV (`instrument,price`).
+        #[arg(long)]
+        prices: PathBuf,
+        /// Fee schedule CSV (`exchange,product,account_kind,per_contract,currency`).
+        #[arg(long)]
+        fees: Option<PathBuf>,
+        /// table, csv (payment instructions) or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Manage tenants offline.
     Tenant {
         #[command(subcommand)]
@@ -194,6 +214,28 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
+        Commands::Eod { data_dir, tenant, date, prices, fees, format } => {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let request = keel::eod::EodRequest {
+                tenant: TenantId::new_checked(&tenant)?,
+                date: Date::parse(&date)?,
+                prices_csv: read(&prices)?,
+                fees_csv: fees.as_ref().map(read).transpose()?,
+            };
+            let engine = keel::eod::run(&DataDir::new(data_dir), &request)?;
+            let text = match format.as_str() {
+                "json" => {
+                    serde_json::to_string_pretty(&keel::eod::render_json(&engine, request.date))?
+                        + "\n"
+                }
+                "csv" => keel::eod::render_instructions_csv(&engine, request.date),
+                _ => keel::eod::render_text(&engine, request.date),
+            };
+            write_stdout(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Load { connections, tenants, batch, in_flight, seconds, new_percent, json } => {
             let options = keel::load::LoadOptions {
                 connections,

@@ -1,0 +1,135 @@
+//! `keel eod`: runs end of day for a tenant offline: loads settlement prices (and a fee
+//! schedule), runs the end-of-day command through the journal, and prints the postings, the
+//! payment instructions and each account's cash.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use keel_domain::{Date, TenantId};
+use keel_engine::{Command, Engine, Outcome};
+use keel_pipeline::{DataDir, StoreOptions, TenantStore};
+use keel_settlement::{FeeSchedule, SettlementPrices};
+use serde_json::{json, Value};
+
+/// What to run.
+#[derive(Debug)]
+pub struct EodRequest {
+    pub tenant: TenantId,
+    pub date: Date,
+    pub prices_csv: String,
+    pub fees_csv: Option<String>,
+}
+
+/// Runs end of day durably. A refusal (missing prices, wrong date, already run) is an error
+/// naming the rule, and nothing is posted.
+pub fn run(data: &DataDir, request: &EodRequest) -> anyhow::Result<Engine> {
+    let prices = keel_settlement::prices::load_prices(request.prices_csv.as_bytes())
+        .context("settlement prices")?;
+    let fees: Option<FeeSchedule> = request
+        .fees_csv
+        .as_deref()
+        .map(|csv| keel_settlement::fees::load_fees(csv.as_bytes()))
+        .transpose()
+        .context("fee schedule")?;
+    let (mut store, _) = TenantStore::open(data, request.tenant, StoreOptions::default())?;
+    let mut commands = Vec::new();
+    if let Some(fees) = fees {
+        commands.push(Command::LoadFeeSchedule(fees));
+    }
+    commands.push(Command::LoadSettlementPrices(SettlementPrices { date: request.date, prices }));
+    commands.push(Command::RunEndOfDay(request.date));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let outcomes = store.submit(commands.into_iter().map(|c| (c, now)))?;
+    let engine = store.close()?;
+    for outcome in outcomes {
+        if let Outcome::Rejected(reason) = outcome {
+            anyhow::bail!("end of day refused ({} {}): {reason}", reason.code(), reason.name());
+        }
+    }
+    Ok(engine)
+}
+
+/// Postings, payment instructions and cash balances of `date` as text tables.
+pub fn render_text(engine: &Engine, date: Date) -> String {
+    let ledger = engine.settlement().ledger();
+    let mut out = format!("END OF DAY {date} for tenant {}\n\nPOSTINGS\n", engine.tenant());
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<18} {:<14} {:<16} {:<16} {:>16} {}",
+        "ID", "KIND", "INSTRUMENT", "DEBIT", "CREDIT", "AMOUNT", "CCY"
+    );
+    for posting in ledger.postings().iter().filter(|p| p.business_date == date) {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<18} {:<14} {:<16} {:<16} {:>16} {}",
+            posting.id,
+            posting.kind.name(),
+            posting.instrument.to_string(),
+            posting.debit.to_string(),
+            posting.credit.to_string(),
+            posting.amount.display_in(posting.currency).to_string(),
+            posting.currency
+        );
+    }
+    let _ = writeln!(out, "\nPAYMENT INSTRUCTIONS (positive: the clearing firm pays the account)");
+    for instruction in ledger.payment_instructions(date) {
+        let _ = writeln!(
+            out,
+            "{:<16} {} {:>16} value {}",
+            instruction.account.to_string(),
+            instruction.currency,
+            instruction.amount.display_in(instruction.currency).to_string(),
+            instruction.value_date
+        );
+    }
+    let _ = writeln!(out, "\nCASH BALANCES (all dates)");
+    for ((account, currency), amount) in ledger.balances() {
+        let _ = writeln!(
+            out,
+            "{:<16} {} {:>16}",
+            account.to_string(),
+            currency,
+            amount.display_in(*currency).to_string()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nledger balanced per currency: {}",
+        if ledger.check().is_ok() { "yes" } else { "NO" }
+    );
+    out
+}
+
+/// Payment instructions of `date` as CSV (`account,currency,value_date,amount`).
+pub fn render_instructions_csv(engine: &Engine, date: Date) -> String {
+    let mut out = String::from("account,currency,value_date,amount\n");
+    for i in engine.settlement().ledger().payment_instructions(date) {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            i.account,
+            i.currency,
+            i.value_date,
+            i.amount.display_in(i.currency)
+        );
+    }
+    out
+}
+
+pub fn render_json(engine: &Engine, date: Date) -> Value {
+    let ledger = engine.settlement().ledger();
+    let postings: Vec<Value> = ledger
+        .postings()
+        .iter()
+        .filter(|p| p.business_date == date)
+        .map(|p| json!({"id": p.id, "kind": p.kind.name(), "instrument": p.instrument.as_str(), "debit": p.debit.to_string(), "credit": p.credit.to_string(), "amount": p.amount.to_string(), "currency": p.currency.as_str(), "value_date": p.value_date.to_string()}))
+        .collect();
+    let instructions: Vec<Value> = ledger
+        .payment_instructions(date)
+        .iter()
+        .map(|i| json!({"account": i.account.as_str(), "currency": i.currency.as_str(), "value_date": i.value_date.to_string(), "amount": i.amount.to_string()}))
+        .collect();
+    json!({"tenant": engine.tenant().as_str(), "date": date.to_string(), "postings": postings, "payment_instructions": instructions, "balanced": ledger.check().is_ok(), "state_hash": engine.state_hash().to_string()})
+}
