@@ -57,8 +57,8 @@ pub fn render_text(engine: &Engine, date: Date) -> String {
     let mut out = format!("END OF DAY {date} for tenant {}\n\nPOSTINGS\n", engine.tenant());
     let _ = writeln!(
         out,
-        "{:>6}  {:<18} {:<14} {:<16} {:<16} {:>16} {}",
-        "ID", "KIND", "INSTRUMENT", "DEBIT", "CREDIT", "AMOUNT", "CCY"
+        "{:>6}  {:<18} {:<14} {:<16} {:<16} {:>16} CCY",
+        "ID", "KIND", "INSTRUMENT", "DEBIT", "CREDIT", "AMOUNT"
     );
     for posting in ledger.postings().iter().filter(|p| p.business_date == date) {
         let _ = writeln!(
