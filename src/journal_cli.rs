@@ -295,5 +295,8 @@ fn describe_command(payload: &[u8]) -> String {
             format!("fee schedule ({} rules)", schedule.rules.len())
         }
         Command::RunEndOfDay(date) => format!("end of day {date}"),
+        Command::ProcessExpiries { date, threshold } => {
+            format!("expiries of {date} (exercise threshold {threshold})")
+        }
     }
 }

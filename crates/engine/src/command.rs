@@ -23,6 +23,13 @@ pub enum Command {
     LoadFeeSchedule(FeeSchedule),
     /// End of day for the open business date: variation margin, premium, fees, ledger.
     RunEndOfDay(Date),
+    /// Expiry for the open business date, before its end of day: options in the money by at
+    /// least `threshold` exercised and assigned, the rest abandoned; cash-settled futures closed
+    /// at the final settlement price, physically settled ones flagged for delivery.
+    ProcessExpiries {
+        date: Date,
+        threshold: keel_domain::Price,
+    },
 }
 
 /// A command with the tenant sequence and capture time assigned by the pipeline.

@@ -8,8 +8,11 @@ use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey};
 
 use crate::book::{position_key, split_key, PositionBook};
 use crate::command::{Command, Envelope, Outcome, Reject};
+use keel_domain::PositionEffect;
 use keel_domain::{CaptureError, Date};
-use keel_settlement::{EodInput, FeeSchedule, SettleError, Settlement, SettlementPrices};
+use keel_settlement::{
+    EodInput, ExpiryInput, FeeSchedule, SettleError, Settlement, SettlementPrices,
+};
 
 /// A fault that must stop the tenant: the journal or the pipeline broke an invariant. Client
 /// mistakes are never faults; they are `Outcome::Rejected`.
@@ -116,6 +119,9 @@ impl Engine {
             Command::LoadSettlementPrices(prices) => self.load_prices(prices).map_err(Reject::from),
             Command::LoadFeeSchedule(schedule) => self.load_fees(schedule).map_err(Reject::from),
             Command::RunEndOfDay(date) => self.run_eod(*date).map_err(Reject::from),
+            Command::ProcessExpiries { date, threshold } => {
+                self.process_expiries(*date, *threshold, &mut effects).map_err(Reject::from)
+            }
             capture => self.apply_capture(capture, sequence, &mut effects).map_err(Reject::from),
         };
         let applied = self.apply_effects(&effects);
@@ -152,7 +158,8 @@ impl Engine {
             }
             Command::LoadSettlementPrices(_)
             | Command::LoadFeeSchedule(_)
-            | Command::RunEndOfDay(_) => {
+            | Command::RunEndOfDay(_)
+            | Command::ProcessExpiries { .. } => {
                 unreachable!("settlement commands are dispatched before capture's")
             }
         }
@@ -194,6 +201,53 @@ impl Engine {
             })
             .collect();
         self.settlement.run_eod(date, reference.business_date(), inputs.iter().copied())?;
+        Ok(Accepted::Applied)
+    }
+
+    fn process_expiries(
+        &mut self,
+        date: Date,
+        threshold: keel_domain::Price,
+        effects: &mut Vec<Effect>,
+    ) -> Result<Accepted, SettleError> {
+        let reference = self.capture.reference();
+        let inputs: Vec<ExpiryInput<'_>> = self
+            .positions
+            .iter()
+            .filter_map(|(key, position)| {
+                let (account, instrument) = split_key(key);
+                let instrument = reference.instrument(instrument);
+                if instrument.last_trade_date != date {
+                    return None;
+                }
+                let underlying = match instrument.kind {
+                    keel_domain::InstrumentKind::Option(terms) => {
+                        reference.instrument_key(&terms.underlying).map(|k| reference.instrument(k))
+                    }
+                    keel_domain::InstrumentKind::Future => None,
+                };
+                let account = reference.account(account);
+                let (long, short) = (position.long(), position.short());
+                Some(ExpiryInput { key, account, instrument, underlying, long, short })
+            })
+            .collect();
+        let open = reference.business_date();
+        let records = self.settlement.plan_expiries(date, open, &inputs, threshold)?;
+        for record in &records {
+            let (account, _) = split_key(record.key);
+            for booking in &record.bookings {
+                let reference = self.capture.reference();
+                let instrument = reference
+                    .instrument_key(&booking.instrument)
+                    .ok_or(SettleError::UnknownInstrument(booking.instrument))?;
+                let effect =
+                    if booking.closes { PositionEffect::Close } else { PositionEffect::Open };
+                let (side, quantity, price) = (booking.side, booking.quantity, booking.price);
+                self.capture
+                    .book_system(account, instrument, side, quantity, price, effect, effects);
+            }
+        }
+        self.settlement.record_expiries(date, records);
         Ok(Accepted::Applied)
     }
 

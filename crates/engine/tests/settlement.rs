@@ -87,3 +87,111 @@ proptest! {
         prop_assert_eq!(again.state_hash(), engine.state_hash());
     }
 }
+
+fn define(csv_row: &str) -> Command {
+    let header = "id,kind,exchange,product,currency,multiplier,tick_size,price_decimals,maturity,last_trade_date,settlement,underlying,put_call,strike,exercise_style,premium_style\n";
+    let master = format!(
+        "{header}CLF7,future,NYMEX,CL,USD,1000,0.01,4,202701,2026-12-17,physical,,,,,\n{csv_row}\n"
+    );
+    Command::DefineInstrument(
+        *keel_domain::instrument::load_instruments(master.as_bytes()).unwrap().last().unwrap(),
+    )
+}
+
+fn trade_in(
+    report: &str,
+    account: &str,
+    instrument: &str,
+    side: Side,
+    quantity: i64,
+    price: &str,
+) -> Command {
+    let mut d = details(account, 0, side, quantity, 0);
+    d.instrument = instrument.parse().unwrap();
+    d.price = Price::parse(price).unwrap();
+    new_trade(report, d)
+}
+
+fn priced(day: &str, prices: &[(&str, &str)]) -> Command {
+    Command::LoadSettlementPrices(SettlementPrices {
+        date: date(day),
+        prices: prices
+            .iter()
+            .map(|(i, p)| (i.parse().unwrap(), Price::parse(p).unwrap()))
+            .collect(),
+    })
+}
+
+/// Expiry worked example: an in-the-money call exercised (long) and assigned (short) into the
+/// underlying future at the strike, an out-of-the-money put abandoned, a cash-settled future
+/// closed at its final price, a physical one flagged for delivery; then end of day balances.
+#[test]
+fn expiry_exercises_assigns_abandons_settles_and_flags_delivery() {
+    let expiry = "2026-12-16";
+    let mut commands = vec![
+        define("LOF7-C70,option,NYMEX,LO,USD,1000,0.01,4,202701,2026-12-16,physical,CLF7,call,70,american,upfront"),
+        define("LOF7-P65,option,NYMEX,LO,USD,1000,0.01,4,202701,2026-12-16,physical,CLF7,put,65,american,upfront"),
+        define("CSZ6,future,CME,CS,USD,100,0.25,4,202612,2026-12-16,cash,,,,,"),
+        define("PHZ6,future,CME,PH,USD,100,0.01,4,202612,2026-12-16,physical,,,,,"),
+        trade_in("T1", "A1", "LOF7-C70", Side::Buy, 3, "1.20"),
+        trade_in("T2", "A2", "LOF7-C70", Side::Sell, 2, "1.25"),
+        trade_in("T3", "A3", "LOF7-P65", Side::Buy, 1, "0.40"),
+        trade_in("T4", "A1", "CSZ6", Side::Buy, 4, "50"),
+        trade_in("T5", "G1", "PHZ6", Side::Buy, 2, "100"),
+        Command::OpenBusinessDate(date(expiry)),
+        priced(expiry, &[("CSZ6", "50.25"), ("PHZ6", "101")]),
+        Command::ProcessExpiries { date: date(expiry), threshold: Price::ZERO }, // refused: no CLF7 price
+    ];
+    let mut engine = engine_with(&[]);
+    let outcomes = run(&mut engine, &commands);
+    assert!(outcomes[..11].iter().all(Outcome::is_accepted), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[11], Outcome::Rejected(r) if r.name() == "MISSING_SETTLEMENT_PRICES" && r.to_string().contains("CLF7"))
+    );
+
+    commands = vec![
+        priced(expiry, &[("CSZ6", "50.25"), ("PHZ6", "101"), ("CLF7", "71.50")]),
+        Command::ProcessExpiries { date: date(expiry), threshold: Price::ZERO },
+        Command::ProcessExpiries { date: date(expiry), threshold: Price::ZERO },
+        Command::RunEndOfDay(date(expiry)),
+    ];
+    let outcomes = run(&mut engine, &commands);
+    assert!(outcomes[1].is_accepted() && outcomes[3].is_accepted(), "{outcomes:?}");
+    assert!(matches!(&outcomes[2], Outcome::Rejected(r) if r.code() == 2011));
+
+    let net = |account: &str, instrument: &str| {
+        engine.position(&account.parse().unwrap(), &instrument.parse().unwrap()).map(|p| p.net())
+    };
+    assert_eq!(net("A1", "LOF7-C70"), Some(0));
+    assert_eq!(net("A1", "CLF7"), Some(3), "long call exercised into a long future");
+    assert_eq!(net("A2", "CLF7"), Some(-2), "short call assigned into a short future");
+    assert_eq!(net("A3", "LOF7-P65"), Some(0));
+    assert_eq!(net("A3", "CLF7"), None, "the out-of-the-money put was abandoned");
+    assert_eq!(net("A1", "CSZ6"), Some(0), "cash-settled future closed at the final price");
+    assert_eq!(net("G1", "PHZ6"), Some(2), "physical future left for delivery");
+    let events: Vec<(String, &str, i64)> = engine
+        .settlement()
+        .expiries(date(expiry))
+        .iter()
+        .map(|r| (format!("{}/{}", r.account, r.instrument), r.event.name(), r.quantity))
+        .collect();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(events.contains(&("G1/PHZ6".into(), "delivery-due", 2)));
+    assert!(events.contains(&("A3/LOF7-P65".into(), "abandoned", 1)));
+
+    // A1: paid 3 x 1.20 x 1,000 premium, gained 3 x (71.50 - 70) x 1,000 on the future, and
+    // 4 x 0.25 x 100 on the cash future: 900 + 100 = 1,000 net.
+    let ledger = engine.settlement().ledger();
+    ledger.check().unwrap();
+    assert_eq!(
+        ledger.balance(LedgerAccount::Customer("A1".parse().unwrap()), Currency::USD),
+        keel_domain::Amount::parse("1000").unwrap()
+    );
+    // A2: received 2 x 1.25 x 1,000, lost 2 x 1.50 x 1,000 on the assigned future.
+    assert_eq!(
+        ledger.balance(LedgerAccount::Customer("A2".parse().unwrap()), Currency::USD),
+        keel_domain::Amount::parse("-500").unwrap()
+    );
+    let restored = Engine::restore(engine.tenant(), &engine.snapshot()).unwrap();
+    assert_eq!(restored.state_hash(), engine.state_hash());
+}

@@ -48,6 +48,8 @@ pub struct Settlement {
     accrued: BTreeMap<u64, Accrued>,
     ledger: Ledger,
     runs: BTreeSet<Date>,
+    /// Expiries processed, by date, with what each did.
+    expiries: BTreeMap<Date, Vec<crate::expiry::ExpiryRecord>>,
 }
 
 /// A movement computed for one position, before it is posted.
@@ -69,6 +71,35 @@ impl Settlement {
 
     pub fn prices(&self, date: Date) -> Option<&BTreeMap<InstrumentId, Price>> {
         self.prices.get(&date)
+    }
+
+    /// Plans expiry for `date` (the open business date, not processed before): see
+    /// `crate::expiry`. Nothing changes until `record_expiries`.
+    pub fn plan_expiries(
+        &self,
+        date: Date,
+        open: Option<Date>,
+        inputs: &[crate::expiry::ExpiryInput<'_>],
+        threshold: Price,
+    ) -> Result<Vec<crate::expiry::ExpiryRecord>, SettleError> {
+        let open = open.ok_or(SettleError::BusinessDateNotOpen)?;
+        if date != open {
+            return Err(SettleError::NotTheOpenDate { requested: date, open });
+        }
+        if self.expiries.contains_key(&date) {
+            return Err(SettleError::ExpiryAlreadyProcessed(date));
+        }
+        let empty = BTreeMap::new();
+        crate::expiry::plan(date, inputs, self.prices.get(&date).unwrap_or(&empty), threshold)
+    }
+
+    /// Records what expiry did for `date` once its bookings are made.
+    pub fn record_expiries(&mut self, date: Date, records: Vec<crate::expiry::ExpiryRecord>) {
+        self.expiries.insert(date, records);
+    }
+
+    pub fn expiries(&self, date: Date) -> &[crate::expiry::ExpiryRecord] {
+        self.expiries.get(&date).map_or(&[], Vec::as_slice)
     }
 
     pub fn has_run(&self, date: Date) -> bool {

@@ -26,6 +26,8 @@ pub enum SettleError {
     LedgerUnbalanced { currency: String, sum: String, posting: u64 },
     #[error("amount overflows: {0}")]
     Overflow(String),
+    #[error("expiries for {0} were already processed")]
+    ExpiryAlreadyProcessed(Date),
 }
 
 impl SettleError {
@@ -41,6 +43,7 @@ impl SettleError {
             SettleError::BusinessDateNotOpen => 2008,
             SettleError::LedgerUnbalanced { .. } => 2009,
             SettleError::Overflow(_) => 2010,
+            SettleError::ExpiryAlreadyProcessed(_) => 2011,
         }
     }
 
@@ -56,6 +59,7 @@ impl SettleError {
             SettleError::BusinessDateNotOpen => "BUSINESS_DATE_NOT_OPEN",
             SettleError::LedgerUnbalanced { .. } => "LEDGER_UNBALANCED",
             SettleError::Overflow(_) => "OVERFLOW",
+            SettleError::ExpiryAlreadyProcessed(_) => "EXPIRY_ALREADY_PROCESSED",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - `ledger`: double-entry postings and balances; the zero-sum check.
 //! - `eod`: `Settlement`, the end-of-day run: variation margin, premium, fees, true-ups.
 //! - `calendar`: value dates (the next weekday).
+//! - `expiry`: exercise, assignment and abandonment of options; final settlement and delivery.
 //!
 //! Every amount is a true-up: what a position is owed to date, minus what was already posted for
 //! it. For futures that is the clearing house's variation margin (yesterday's position marked
@@ -18,12 +19,14 @@
 pub mod calendar;
 pub mod eod;
 pub mod error;
+pub mod expiry;
 pub mod fees;
 pub mod ledger;
 pub mod prices;
 
 pub use eod::{EodInput, EodReport, Settlement};
 pub use error::SettleError;
+pub use expiry::{ExpiryBooking, ExpiryEvent, ExpiryInput, ExpiryRecord};
 pub use fees::{FeeRule, FeeSchedule};
 pub use ledger::{Ledger, LedgerAccount, PaymentInstruction, Posting, PostingKind};
 pub use prices::SettlementPrices;

@@ -157,6 +157,23 @@ impl Capture {
         matches!(self.check_report_id(report_id, fingerprint(instruction)), Ok(Some(_)))
     }
 
+    /// A booking made by the system rather than by a trade report (expiry: options closed,
+    /// futures opened by exercise or assignment, futures closed at final settlement). It takes
+    /// the next booking id like any other; it belongs to no trade and is never reversed.
+    #[allow(clippy::too_many_arguments, reason = "a booking is these seven facts")]
+    pub fn book_system(
+        &mut self,
+        account: AccountKey,
+        instrument: InstrumentKey,
+        side: Side,
+        quantity: Quantity,
+        price: Price,
+        effect: PositionEffect,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.book(account, instrument, side, quantity, price, effect, effects);
+    }
+
     /// The receiving firm accepts (the trade moves to its account) or rejects a give-up.
     pub fn apply_give_up(
         &mut self,
