@@ -18,6 +18,8 @@ pub struct EodRequest {
     pub date: Date,
     pub prices_csv: String,
     pub fees_csv: Option<String>,
+    /// Options must be in the money by at least this much to be exercised.
+    pub exercise_threshold: keel_domain::Price,
 }
 
 /// Runs end of day durably. A refusal (missing prices, wrong date, already run) is an error
@@ -37,6 +39,14 @@ pub fn run(data: &DataDir, request: &EodRequest) -> anyhow::Result<Engine> {
         commands.push(Command::LoadFeeSchedule(fees));
     }
     commands.push(Command::LoadSettlementPrices(SettlementPrices { date: request.date, prices }));
+    // Expiries run once per date; a retried end of day (after, say, a missing price) goes on
+    // from where the first attempt stopped.
+    if !store.engine().settlement().expiries_processed(request.date) {
+        commands.push(Command::ProcessExpiries {
+            date: request.date,
+            threshold: request.exercise_threshold,
+        });
+    }
     commands.push(Command::RunEndOfDay(request.date));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -72,6 +82,20 @@ pub fn render_text(engine: &Engine, date: Date) -> String {
             posting.amount.display_in(posting.currency).to_string(),
             posting.currency
         );
+    }
+    let expiries = engine.settlement().expiries(date);
+    if !expiries.is_empty() {
+        let _ = writeln!(out, "\nEXPIRIES");
+        for record in expiries {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<14} {:<14} {:>8}",
+                record.account.to_string(),
+                record.instrument.to_string(),
+                record.event.name(),
+                record.quantity
+            );
+        }
     }
     let _ = writeln!(out, "\nPAYMENT INSTRUCTIONS (positive: the clearing firm pays the account)");
     for instruction in ledger.payment_instructions(date) {
@@ -131,5 +155,11 @@ pub fn render_json(engine: &Engine, date: Date) -> Value {
         .iter()
         .map(|i| json!({"account": i.account.as_str(), "currency": i.currency.as_str(), "value_date": i.value_date.to_string(), "amount": i.amount.to_string()}))
         .collect();
-    json!({"tenant": engine.tenant().as_str(), "date": date.to_string(), "postings": postings, "payment_instructions": instructions, "balanced": ledger.check().is_ok(), "state_hash": engine.state_hash().to_string()})
+    let expiries: Vec<Value> = engine
+        .settlement()
+        .expiries(date)
+        .iter()
+        .map(|r| json!({"account": r.account.as_str(), "instrument": r.instrument.as_str(), "event": r.event.name(), "quantity": r.quantity}))
+        .collect();
+    json!({"tenant": engine.tenant().as_str(), "date": date.to_string(), "expiries": expiries, "postings": postings, "payment_instructions": instructions, "balanced": ledger.check().is_ok(), "state_hash": engine.state_hash().to_string()})
 }

@@ -109,6 +109,9 @@ enum Commands {
         /// table, csv (payment instructions) or json.
         #[arg(long, default_value = "table")]
         format: String,
+        /// Options expiring today are exercised when in the money by at least this much.
+        #[arg(long, default_value = "0")]
+        exercise_threshold: String,
     },
     /// Manage tenants offline.
     Tenant {
@@ -214,7 +217,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
-        Commands::Eod { data_dir, tenant, date, prices, fees, format } => {
+        Commands::Eod { data_dir, tenant, date, prices, fees, format, exercise_threshold } => {
             let read = |path: &PathBuf| {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
             };
@@ -223,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 date: Date::parse(&date)?,
                 prices_csv: read(&prices)?,
                 fees_csv: fees.as_ref().map(read).transpose()?,
+                exercise_threshold: keel_domain::Price::parse(&exercise_threshold)?,
             };
             let engine = keel::eod::run(&DataDir::new(data_dir), &request)?;
             let text = match format.as_str() {

@@ -98,6 +98,10 @@ impl Settlement {
         self.expiries.insert(date, records);
     }
 
+    pub fn expiries_processed(&self, date: Date) -> bool {
+        self.expiries.contains_key(&date)
+    }
+
     pub fn expiries(&self, date: Date) -> &[crate::expiry::ExpiryRecord] {
         self.expiries.get(&date).map_or(&[], Vec::as_slice)
     }
