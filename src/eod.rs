@@ -163,3 +163,30 @@ pub fn render_json(engine: &Engine, date: Date) -> Value {
         .collect();
     json!({"tenant": engine.tenant().as_str(), "date": date.to_string(), "expiries": expiries, "postings": postings, "payment_instructions": instructions, "balanced": ledger.check().is_ok(), "state_hash": engine.state_hash().to_string()})
 }
+
+/// Compares the tenant's net positions with a clearing house position file
+/// (`account,instrument,net`). Read-only: nothing is journaled.
+pub fn reconcile(
+    data: &DataDir,
+    tenant: TenantId,
+    file_csv: &str,
+) -> anyhow::Result<Vec<keel_settlement::reconcile::Break>> {
+    let (store, _) = TenantStore::open(data, tenant, StoreOptions::default())?;
+    let engine = store.engine();
+    let reference = engine.capture().reference();
+    let theirs = keel_settlement::reconcile::load_positions(
+        file_csv.as_bytes(),
+        |account| reference.account_key(account).is_some(),
+        |instrument| reference.instrument_key(instrument).is_some(),
+    )
+    .context("clearing house position file")?;
+    let ours = engine
+        .positions()
+        .into_iter()
+        .filter(|view| view.position.net() != 0)
+        .map(|view| ((view.account.id, view.instrument.id), view.position.net()))
+        .collect();
+    let breaks = keel_settlement::reconcile::reconcile(&ours, &theirs);
+    store.close()?;
+    Ok(breaks)
+}

@@ -113,6 +113,17 @@ enum Commands {
         #[arg(long, default_value = "0")]
         exercise_threshold: String,
     },
+    /// Compare a tenant's net positions with a clearing house position file
+    /// (`account,instrument,net`) and list every break. Exit status 1 when there are breaks.
+    Reconcile {
+        file: PathBuf,
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants offline.
     Tenant {
         #[command(subcommand)]
@@ -217,6 +228,40 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
+        Commands::Reconcile { file, data_dir, tenant, json } => {
+            let csv = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let breaks = keel::eod::reconcile(
+                &DataDir::new(data_dir),
+                TenantId::new_checked(&tenant)?,
+                &csv,
+            )?;
+            let text = if json {
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "breaks": breaks.iter().map(|b| serde_json::json!({
+                        "account": b.account.as_str(), "instrument": b.instrument.as_str(), "kind": b.kind(),
+                        "keel": b.ours, "clearing_house": b.theirs, "line": b.line,
+                    })).collect::<Vec<_>>(),
+                }))? + "\n"
+            } else {
+                let mut out = String::new();
+                for b in &breaks {
+                    let line =
+                        b.line.map(|l| format!("line {l}")).unwrap_or_else(|| "not in file".into());
+                    out += &format!(
+                        "{:<16} {:<14} {:<26} keel {:>8}  clearing house {:>8}  ({line})\n",
+                        b.account.as_str(),
+                        b.instrument.as_str(),
+                        b.kind(),
+                        b.ours,
+                        b.theirs
+                    );
+                }
+                out + &format!("{} breaks\n", breaks.len())
+            };
+            write_stdout(&text)?;
+            Ok(if breaks.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Commands::Eod { data_dir, tenant, date, prices, fees, format, exercise_threshold } => {
             let read = |path: &PathBuf| {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))

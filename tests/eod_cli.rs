@@ -99,3 +99,23 @@ fn end_of_day_posts_balanced_cash_once_and_refuses_bad_input() {
     let verified: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert!(verified["tenants"][0]["state_hashes"].as_u64().unwrap() >= 5);
 }
+
+#[test]
+fn reconciliation_lists_every_break_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(keel(&["import", "--data-dir", data, "examples/trades.csv"]).status.success());
+    let output =
+        keel(&["reconcile", "--data-dir", data, "examples/ccp-positions-2026-11-27.csv", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "breaks exit 1");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let kinds: Vec<&str> =
+        report["breaks"].as_array().unwrap().iter().map(|b| b["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["quantity", "missing-at-clearing-house", "missing-in-keel"]);
+
+    let unknown = dir.path().join("unknown.csv");
+    std::fs::write(&unknown, "account,instrument,net\nACME-01,ESZ6,1\nNOBODY,ESZ6,2\n").unwrap();
+    let output = keel(&["reconcile", "--data-dir", data, unknown.to_str().unwrap()]);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("line 3, column \"account\": unknown account NOBODY"), "{message}");
+}

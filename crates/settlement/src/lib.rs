@@ -8,6 +8,7 @@
 //! - `ledger`: double-entry postings and balances; the zero-sum check.
 //! - `eod`: `Settlement`, the end-of-day run: variation margin, premium, fees, true-ups.
 //! - `calendar`: value dates (the next weekday).
+//! - `reconcile`: breaks against a clearing house's position file.
 //! - `expiry`: exercise, assignment and abandonment of options; final settlement and delivery.
 //!
 //! Every amount is a true-up: what a position is owed to date, minus what was already posted for
@@ -23,6 +24,7 @@ pub mod expiry;
 pub mod fees;
 pub mod ledger;
 pub mod prices;
+pub mod reconcile;
 
 pub use eod::{EodInput, EodReport, Settlement};
 pub use error::SettleError;
