@@ -31,12 +31,15 @@ impl Break {
     }
 }
 
+/// The clearing house's net per (account, instrument), with the file line it came from.
+pub type ClearingPositions = BTreeMap<(AccountId, InstrumentId), (i64, u64)>;
+
 /// Reads the clearing house file, checking accounts and instruments against keel's.
 pub fn load_positions(
     reader: impl Read,
     known_account: impl Fn(&AccountId) -> bool,
     known_instrument: impl Fn(&InstrumentId) -> bool,
-) -> Result<BTreeMap<(AccountId, InstrumentId), (i64, u64)>, TableError> {
+) -> Result<ClearingPositions, TableError> {
     let mut positions = BTreeMap::new();
     read_table(reader, &["account", "instrument", "net"], |row| {
         let account = row.parse("account", AccountId::new_checked)?;
@@ -59,7 +62,7 @@ pub fn load_positions(
 /// Every (account, instrument) whose net differs, in order.
 pub fn reconcile(
     ours: &BTreeMap<(AccountId, InstrumentId), i64>,
-    theirs: &BTreeMap<(AccountId, InstrumentId), (i64, u64)>,
+    theirs: &ClearingPositions,
 ) -> Vec<Break> {
     let mut keys: Vec<&(AccountId, InstrumentId)> = ours.keys().chain(theirs.keys()).collect();
     keys.sort_unstable();
