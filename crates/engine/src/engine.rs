@@ -27,6 +27,10 @@ pub enum EngineError {
     SnapshotCorrupt(String),
     #[error("snapshot format {found} is not supported (this build reads {supported})")]
     SnapshotVersion { found: u32, supported: u32 },
+    /// The ledger failed its zero-sum check: a defect, so the tenant stops rather than goes on
+    /// with cash that does not balance.
+    #[error("ledger check failed: {0}")]
+    LedgerUnbalanced(String),
     #[error("snapshot belongs to tenant {found}, not {expected}")]
     SnapshotTenant { found: TenantId, expected: TenantId },
 }
@@ -127,6 +131,9 @@ impl Engine {
         let applied = self.apply_effects(&effects);
         self.effects = effects;
         applied?;
+        if let Err(Reject::Settle(error @ SettleError::LedgerUnbalanced { .. })) = &result {
+            return Err(EngineError::LedgerUnbalanced(error.to_string()));
+        }
         Ok(match result {
             Ok(Accepted::Applied) => Outcome::Accepted { sequence },
             Ok(Accepted::Duplicate { sequence }) => Outcome::Duplicate { sequence },

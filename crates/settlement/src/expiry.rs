@@ -182,3 +182,101 @@ pub fn plan(
     }
     Ok(records)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_domain::{account::load_accounts, instrument::load_instruments};
+
+    const MASTER: &str = "id,kind,exchange,product,currency,multiplier,tick_size,price_decimals,maturity,last_trade_date,settlement,underlying,put_call,strike,exercise_style,premium_style
+CLF7,future,NYMEX,CL,USD,1000,0.01,4,202701,2026-12-17,physical,,,,,
+C70,option,NYMEX,LO,USD,1000,0.01,4,202701,2026-12-16,physical,CLF7,call,70,american,upfront
+P70,option,NYMEX,LO,USD,1000,0.01,4,202701,2026-12-16,physical,CLF7,put,70,american,upfront
+";
+
+    /// Calls and puts, long and short, in, at and out of the money, with and without a threshold.
+    #[test]
+    fn exercise_table() {
+        let master = load_instruments(MASTER.as_bytes()).unwrap();
+        let account =
+            load_accounts("id,firm,kind,position_mode\nA,F,customer,net\n".as_bytes()).unwrap()[0];
+        let (call, put) = (&master[1], &master[2]);
+        // (option, underlying price, threshold, long, short, expected events, futures opened as (side, qty))
+        type Case<'a> =
+            (&'a Instrument, &'a str, &'a str, i64, i64, Vec<ExpiryEvent>, Vec<(Side, i64)>);
+        let cases: Vec<Case> = vec![
+            (call, "71.50", "0", 3, 0, vec![ExpiryEvent::Exercised], vec![(Side::Buy, 3)]),
+            (call, "71.50", "0", 0, 2, vec![ExpiryEvent::Assigned], vec![(Side::Sell, 2)]),
+            (call, "70.00", "0", 3, 0, vec![ExpiryEvent::Abandoned], vec![]),
+            (call, "69.99", "0", 0, 1, vec![ExpiryEvent::Abandoned], vec![]),
+            (call, "70.01", "0.05", 1, 0, vec![ExpiryEvent::Abandoned], vec![]),
+            (call, "70.05", "0.05", 1, 0, vec![ExpiryEvent::Exercised], vec![(Side::Buy, 1)]),
+            (put, "68.00", "0", 4, 0, vec![ExpiryEvent::Exercised], vec![(Side::Sell, 4)]),
+            (put, "68.00", "0", 0, 4, vec![ExpiryEvent::Assigned], vec![(Side::Buy, 4)]),
+            (put, "70.00", "0", 2, 0, vec![ExpiryEvent::Abandoned], vec![]),
+            (put, "75.00", "0", 2, 0, vec![ExpiryEvent::Abandoned], vec![]),
+            (
+                put,
+                "68.00",
+                "0",
+                2,
+                1,
+                vec![ExpiryEvent::Exercised, ExpiryEvent::Assigned],
+                vec![(Side::Sell, 2), (Side::Buy, 1)],
+            ),
+        ];
+        for (option, underlying, threshold, long, short, events, futures) in cases {
+            let input = ExpiryInput {
+                key: 1,
+                account: &account,
+                instrument: option,
+                underlying: Some(&master[0]),
+                long,
+                short,
+            };
+            let prices = [(master[0].id, Price::parse(underlying).unwrap())].into_iter().collect();
+            let date = Date::parse("2026-12-16").unwrap();
+            let records = plan(date, &[input], &prices, Price::parse(threshold).unwrap()).unwrap();
+            let label = format!(
+                "{} at {underlying} (threshold {threshold}), long {long} short {short}",
+                option.id
+            );
+            assert_eq!(records.iter().map(|r| r.event).collect::<Vec<_>>(), events, "{label}");
+            let opened: Vec<(Side, i64)> = records
+                .iter()
+                .flat_map(|r| r.bookings.iter())
+                .filter(|b| !b.closes)
+                .map(|b| {
+                    assert_eq!(
+                        (b.instrument, b.price),
+                        (master[0].id, Price::parse("70").unwrap()),
+                        "{label}: futures at the strike"
+                    );
+                    (b.side, b.quantity.get())
+                })
+                .collect();
+            assert_eq!(opened, futures, "{label}");
+            for booking in records.iter().flat_map(|r| r.bookings.iter()).filter(|b| b.closes) {
+                assert_eq!(
+                    (booking.instrument, booking.price),
+                    (option.id, Price::ZERO),
+                    "{label}: options close at zero"
+                );
+            }
+        }
+        let no_price = plan(
+            Date::parse("2026-12-16").unwrap(),
+            &[ExpiryInput {
+                key: 1,
+                account: &account,
+                instrument: call,
+                underlying: Some(&master[0]),
+                long: 1,
+                short: 0,
+            }],
+            &BTreeMap::new(),
+            Price::ZERO,
+        );
+        assert_eq!(no_price, Err(SettleError::MissingPrices(vec![master[0].id])));
+    }
+}

@@ -98,3 +98,39 @@ pub fn load_fees(reader: impl Read) -> Result<FeeSchedule, TableError> {
     )?;
     Ok(FeeSchedule { rules })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_domain::instrument::load_instruments;
+
+    #[test]
+    fn rules_validate_against_the_master_and_the_most_specific_wins() {
+        let master = load_instruments("id,kind,exchange,product,currency,multiplier,tick_size,price_decimals,maturity,last_trade_date,settlement\nESZ6,future,CME,ES,USD,50,0.25,4,202612,2026-12-18,cash\n".as_bytes()).unwrap();
+        let schedule = load_fees("exchange,product,account_kind,per_contract,currency\nCME,*,*,0.50,USD\nCME,ES,*,1.00,USD\nCME,ES,house,0.25,USD\n".as_bytes()).unwrap();
+        schedule.validate(master.iter()).unwrap();
+        let rate = |kind| schedule.rule_for(&master[0], kind).unwrap().per_contract;
+        assert_eq!(rate(AccountKind::House), Amount::parse("0.25").unwrap());
+        assert_eq!(rate(AccountKind::Customer), Amount::parse("1").unwrap());
+        let cases = [
+            ("CME,NQ,*,1,USD\n", "unknown product CME/NQ"),
+            ("XEUR,*,*,1,EUR\n", "unknown exchange XEUR"),
+        ];
+        for (row, expected) in cases {
+            let bad = load_fees(
+                format!("exchange,product,account_kind,per_contract,currency\n{row}").as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(
+                bad.validate(master.iter()).unwrap_err().to_string(),
+                format!("fee schedule names {expected}")
+            );
+        }
+        let error = load_fees(
+            "exchange,product,account_kind,per_contract,currency\nCME,ES,pension,1,USD\n"
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("line 2, column \"account_kind\""), "{error}");
+    }
+}
