@@ -190,3 +190,93 @@ pub fn reconcile(
     store.close()?;
     Ok(breaks)
 }
+
+/// An account's statement: positions (net, gross, average open prices, realized P&L), cash
+/// balances per currency, and the postings that made them (of one date, or all).
+pub fn statement(
+    engine: &Engine,
+    account: &keel_domain::AccountId,
+    date: Option<Date>,
+) -> anyhow::Result<Value> {
+    let reference = engine.capture().reference();
+    anyhow::ensure!(reference.account_key(account).is_some(), "unknown account {account}");
+    let positions: Vec<Value> = engine
+        .positions()
+        .into_iter()
+        .filter(|view| view.account.id == *account)
+        .map(|view| {
+            let p = view.position;
+            let average = |side| p.average_open_price(side).map(|price| price.to_string());
+            json!({
+                "instrument": view.instrument.id.as_str(), "net": p.net(), "long": p.long(), "short": p.short(),
+                "average_long": average(keel_domain::Side::Buy), "average_short": average(keel_domain::Side::Sell),
+                "realized": p.realized().to_string(), "currency": view.instrument.currency.as_str(),
+            })
+        })
+        .collect();
+    let ledger = engine.settlement().ledger();
+    let holder = keel_settlement::LedgerAccount::Customer(*account);
+    let cash: Vec<Value> = ledger
+        .balances()
+        .iter()
+        .filter(|((owner, _), _)| *owner == holder)
+        .map(|((_, currency), amount)| json!({"currency": currency.as_str(), "balance": amount.display_in(*currency).to_string()}))
+        .collect();
+    let postings: Vec<Value> = ledger
+        .postings()
+        .iter()
+        .filter(|p| (p.debit == holder || p.credit == holder) && date.is_none_or(|d| p.business_date == d))
+        .map(|p| {
+            let signed = if p.credit == holder { p.amount } else { -p.amount };
+            json!({"id": p.id, "business_date": p.business_date.to_string(), "value_date": p.value_date.to_string(), "kind": p.kind.name(), "instrument": p.instrument.as_str(), "amount": signed.display_in(p.currency).to_string(), "currency": p.currency.as_str()})
+        })
+        .collect();
+    Ok(
+        json!({"tenant": engine.tenant().as_str(), "account": account.as_str(), "positions": positions, "cash": cash, "postings": postings}),
+    )
+}
+
+/// A statement as text.
+pub fn render_statement(statement: &Value) -> String {
+    let mut out = format!(
+        "STATEMENT {} / {}\n\nPOSITIONS\n",
+        statement["tenant"].as_str().unwrap_or(""),
+        statement["account"].as_str().unwrap_or("")
+    );
+    for p in statement["positions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<14} net {:>6}  long {:>6}  short {:>6}  realized {:>14} {}",
+            p["instrument"].as_str().unwrap_or(""),
+            p["net"].to_string(),
+            p["long"].to_string(),
+            p["short"].to_string(),
+            p["realized"].as_str().unwrap_or(""),
+            p["currency"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "\nCASH");
+    for c in statement["cash"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{} {:>16}",
+            c["currency"].as_str().unwrap_or(""),
+            c["balance"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "\nPOSTINGS (positive: credited to the account)");
+    for p in statement["postings"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:>6} {} value {} {:<18} {:<14} {:>14} {}",
+            p["id"].to_string(),
+            p["business_date"].as_str().unwrap_or(""),
+            p["value_date"].as_str().unwrap_or(""),
+            p["kind"].as_str().unwrap_or(""),
+            p["instrument"].as_str().unwrap_or(""),
+            p["amount"].as_str().unwrap_or(""),
+            p["currency"].as_str().unwrap_or("")
+        );
+    }
+    out
+}

@@ -124,6 +124,19 @@ enum Commands {
         #[arg(long)]
         json: bool,
     },
+    /// An account's statement: positions, cash balances and postings (offline).
+    Statement {
+        account: String,
+        #[arg(long, default_value = "keel-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT)]
+        tenant: String,
+        /// Only the postings of this business date.
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants offline.
     Tenant {
         #[command(subcommand)]
@@ -228,6 +241,28 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Journal { command } => journal(command),
+        Commands::Statement { account, data_dir, tenant, date, json } => {
+            let data = DataDir::new(data_dir);
+            let (store, _) = keel_pipeline::TenantStore::open(
+                &data,
+                TenantId::new_checked(&tenant)?,
+                StoreOptions::default(),
+            )?;
+            let date = date.as_deref().map(Date::parse).transpose()?;
+            let statement = keel::eod::statement(
+                store.engine(),
+                &keel_domain::AccountId::new_checked(&account)?,
+                date,
+            )?;
+            store.close()?;
+            let text = if json {
+                serde_json::to_string_pretty(&statement)? + "\n"
+            } else {
+                keel::eod::render_statement(&statement)
+            };
+            write_stdout(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Reconcile { file, data_dir, tenant, json } => {
             let csv = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;

@@ -119,3 +119,41 @@ fn reconciliation_lists_every_break_and_names_bad_lines() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("line 3, column \"account\": unknown account NOBODY"), "{message}");
 }
+
+#[test]
+fn an_account_statement_shows_positions_cash_and_postings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    assert!(keel(&["import", "--data-dir", data, "examples/trades.csv"]).status.success());
+    let eod = keel(&[
+        "eod",
+        "--data-dir",
+        data,
+        "--date",
+        "2026-11-27",
+        "--prices",
+        "examples/settlement-prices-2026-11-27.csv",
+        "--fees",
+        "examples/fees.csv",
+    ]);
+    assert!(eod.status.success(), "{}", String::from_utf8_lossy(&eod.stderr));
+    let output = keel(&["statement", "ACME-01", "--data-dir", data, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let statement: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(!statement["positions"].as_array().unwrap().is_empty());
+    let postings = statement["postings"].as_array().unwrap();
+    assert!(!postings.is_empty());
+    // The USD cash balance is the sum of the account's USD postings.
+    let usd: Vec<&serde_json::Value> = postings.iter().filter(|p| p["currency"] == "USD").collect();
+    let total = usd
+        .iter()
+        .map(|p| keel_domain::Amount::parse(p["amount"].as_str().unwrap()).unwrap().nanos())
+        .sum::<i128>();
+    let balance =
+        statement["cash"].as_array().unwrap().iter().find(|c| c["currency"] == "USD").unwrap();
+    assert_eq!(
+        keel_domain::Amount::parse(balance["balance"].as_str().unwrap()).unwrap().nanos(),
+        total
+    );
+    assert!(!keel(&["statement", "NOBODY", "--data-dir", data]).status.success());
+}
