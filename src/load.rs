@@ -17,16 +17,37 @@ use keel_pipeline::{DataDir, Pipeline};
 use keel_server::ServerConfig;
 use keel_wire::{AckResult, Instruction};
 
+/// Closed loop: each lane sends its next batch when the previous one is acknowledged (the
+/// maximum rate). Open loop: batches leave on a fixed schedule whatever happens, and latency is
+/// measured from each batch's intended send time, so a stall shows up in the latencies of every
+/// batch it delayed (no coordinated omission).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Closed {
+        in_flight: usize,
+    },
+    /// Instructions per second offered, over all connections.
+    Open {
+        rate: f64,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub connections: usize,
     pub tenants: usize,
     pub batch: usize,
-    pub in_flight: usize,
+    pub mode: Mode,
     pub duration: Duration,
     /// Percent of new trades; the rest are split between amends and cancels.
     pub new_percent: u32,
+    /// Show a progress line on standard error.
+    pub progress: bool,
 }
+
+/// Batches one open-loop connection may have outstanding before it waits (the wait is still
+/// charged to the batches' latencies).
+pub const OPEN_LOOP_OUTSTANDING_MAX: usize = 4_096;
 
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -34,8 +55,12 @@ pub struct LoadReport {
     pub accepted: u64,
     pub rejected: u64,
     pub elapsed: Duration,
-    /// Batch round-trip latencies, microseconds, sorted.
-    pub latencies_us: Vec<u64>,
+    /// Batch latencies in microseconds (from the intended send time in open loop).
+    pub latency_us: hdrhistogram::Histogram<u64>,
+    /// Instructions acknowledged in each second of the run.
+    pub per_second: Vec<u64>,
+    /// Offered instructions per second (open loop).
+    pub offered: Option<f64>,
 }
 
 impl LoadReport {
@@ -43,12 +68,8 @@ impl LoadReport {
         self.instructions as f64 / self.elapsed.as_secs_f64()
     }
 
-    pub fn percentile_us(&self, p: f64) -> u64 {
-        if self.latencies_us.is_empty() {
-            return 0;
-        }
-        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[index.min(self.latencies_us.len() - 1)]
+    pub fn percentile_us(&self, percentile: f64) -> u64 {
+        self.latency_us.value_at_quantile(percentile)
     }
 }
 
@@ -88,7 +109,7 @@ fn batch(
                     .parse()
                     .unwrap_or_else(|_| unreachable!("shipped account")),
                 instrument,
-                side: if n % 2 == 0 { Side::Buy } else { Side::Sell },
+                side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
                 quantity: Quantity::new(1 + (n % 5) as i64),
                 price: Price::from_nanos(tick.nanos() * (10_000 + (n % 200) as i64)),
                 trade_date: today,
@@ -117,6 +138,33 @@ fn batch(
             Instruction::Trade(TradeReport { report_id, action })
         })
         .collect()
+}
+
+/// What the lanes share while a load runs.
+#[derive(Debug)]
+struct Tally {
+    instructions: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    latency_us: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
+    per_second: Vec<AtomicU64>,
+    started: Instant,
+}
+
+impl Tally {
+    fn record(&self, acks: &[AckResult], latency: Duration) {
+        let count = acks.len() as u64;
+        self.instructions.fetch_add(count, Ordering::Relaxed);
+        let rejected =
+            acks.iter().filter(|a| matches!(a, AckResult::Rejected { .. })).count() as u64;
+        self.accepted.fetch_add(count - rejected, Ordering::Relaxed);
+        self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        let _ = self.latency_us.lock().record(latency.as_micros().max(1) as u64);
+        let second = self.started.elapsed().as_secs() as usize;
+        if let Some(slot) = self.per_second.get(second) {
+            slot.fetch_add(count, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Runs a load against an in-process server on a scratch data directory.
@@ -151,62 +199,257 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
 
     let futures = Arc::new(live_futures());
     anyhow::ensure!(!futures.is_empty(), "no live futures in the shipped master for today's date");
-    let instructions = Arc::new(AtomicU64::new(0));
-    let accepted = Arc::new(AtomicU64::new(0));
-    let rejected = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + options.duration;
-    let mut tasks = Vec::new();
+    let histogram = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
+    let tally = Arc::new(Tally {
+        instructions: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        latency_us: parking_lot::Mutex::new(histogram),
+        per_second: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
+        started: Instant::now(),
+    });
+    let deadline = tally.started + options.duration;
+    let progress = progress_task(tally.clone(), options.progress, options.duration);
+    let mut lanes = Vec::new();
     for connection in 0..options.connections.max(1) {
         let (tenant, secret) = credentials[connection % credentials.len()].clone();
         let client = Arc::new(Client::connect(address, tenant, &secret, "keel load").await?);
-        for lane in 0..options.in_flight.max(1) {
-            let (client, futures) = (client.clone(), futures.clone());
-            let (instructions, accepted, rejected) =
-                (instructions.clone(), accepted.clone(), rejected.clone());
-            let options = options.clone();
-            let id = connection * 1_000 + lane;
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let (mut next, mut live) = (0u64, Vec::new());
-                while Instant::now() < deadline {
-                    let work = batch(
-                        id,
-                        &mut next,
-                        options.batch,
-                        options.new_percent,
-                        &mut live,
-                        &futures,
-                    );
-                    let sent = Instant::now();
-                    let Ok(acks) = client.submit(work).await else { break };
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                    instructions.fetch_add(acks.len() as u64, Ordering::Relaxed);
-                    let ok =
-                        acks.iter().filter(|a| !matches!(a, AckResult::Rejected { .. })).count()
-                            as u64;
-                    accepted.fetch_add(ok, Ordering::Relaxed);
-                    rejected.fetch_add(acks.len() as u64 - ok, Ordering::Relaxed);
+        match options.mode {
+            Mode::Closed { in_flight } => {
+                for lane in 0..in_flight.max(1) {
+                    let work = Lane {
+                        id: connection * 1_000 + lane,
+                        client: client.clone(),
+                        futures: futures.clone(),
+                        tally: tally.clone(),
+                        options: options.clone(),
+                    };
+                    lanes.push(tokio::spawn(work.closed(deadline)));
                 }
-                latencies
-            }));
+            }
+            Mode::Open { rate } => {
+                let per_connection = rate / options.connections.max(1) as f64;
+                let interval =
+                    Duration::from_secs_f64(options.batch as f64 / per_connection.max(1e-9));
+                let work = Lane {
+                    id: connection * 1_000,
+                    client: client.clone(),
+                    futures: futures.clone(),
+                    tally: tally.clone(),
+                    options: options.clone(),
+                };
+                lanes.push(tokio::spawn(work.open(deadline, interval)));
+            }
         }
     }
-    let mut latencies_us = Vec::new();
-    for task in tasks {
-        latencies_us.extend(task.await?);
+    for lane in lanes {
+        lane.await?;
     }
-    let elapsed = started.elapsed();
-    latencies_us.sort_unstable();
+    let elapsed = tally.started.elapsed();
+    progress.abort();
     let _ = stop.send(true);
     server.await??;
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     let _ = std::fs::remove_dir_all(&scratch);
+    let seconds = elapsed.as_secs_f64().ceil() as usize;
+    let latency_us = tally.latency_us.lock().clone();
     Ok(LoadReport {
-        instructions: instructions.load(Ordering::Relaxed),
-        accepted: accepted.load(Ordering::Relaxed),
-        rejected: rejected.load(Ordering::Relaxed),
+        instructions: tally.instructions.load(Ordering::Relaxed),
+        accepted: tally.accepted.load(Ordering::Relaxed),
+        rejected: tally.rejected.load(Ordering::Relaxed),
         elapsed,
-        latencies_us,
+        latency_us,
+        per_second: tally
+            .per_second
+            .iter()
+            .take(seconds)
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+        offered: match options.mode {
+            Mode::Open { rate } => Some(rate),
+            Mode::Closed { .. } => None,
+        },
     })
+}
+
+/// One stream of batches on one connection.
+struct Lane {
+    id: usize,
+    client: Arc<Client>,
+    futures: Arc<Vec<(keel_domain::InstrumentId, Price)>>,
+    tally: Arc<Tally>,
+    options: LoadOptions,
+}
+
+impl Lane {
+    async fn closed(self, deadline: Instant) {
+        let (mut next, mut live) = (0u64, Vec::new());
+        while Instant::now() < deadline {
+            let work = batch(
+                self.id,
+                &mut next,
+                self.options.batch,
+                self.options.new_percent,
+                &mut live,
+                &self.futures,
+            );
+            let sent = Instant::now();
+            let Ok(acks) = self.client.submit(work).await else { break };
+            self.tally.record(&acks, sent.elapsed());
+        }
+    }
+
+    async fn open(self, deadline: Instant, interval: Duration) {
+        let (mut next, mut live) = (0u64, Vec::new());
+        let outstanding = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_OUTSTANDING_MAX));
+        let start = tokio::time::Instant::now();
+        let mut pending = Vec::new();
+        for index in 0u32.. {
+            let intended = start + interval * index;
+            if intended.into_std() >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(intended).await;
+            let Ok(permit) = outstanding.clone().acquire_owned().await else { break };
+            let work = batch(
+                self.id,
+                &mut next,
+                self.options.batch,
+                self.options.new_percent,
+                &mut live,
+                &self.futures,
+            );
+            let (client, tally) = (self.client.clone(), self.tally.clone());
+            pending.push(tokio::spawn(async move {
+                if let Ok(acks) = client.submit(work).await {
+                    tally.record(&acks, intended.elapsed());
+                }
+                drop(permit);
+            }));
+        }
+        for task in pending {
+            let _ = task.await;
+        }
+    }
+}
+
+fn progress_task(tally: Arc<Tally>, show: bool, duration: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !show {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let elapsed = tally.started.elapsed();
+            let acked = tally.instructions.load(Ordering::Relaxed);
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(format!(
+                "{acked} acknowledged, {:.0}/s",
+                acked as f64 / elapsed.as_secs_f64().max(0.001)
+            ));
+        }
+    })
+}
+
+/// An SVG with two charts: batch latency by percentile, and instructions acknowledged per
+/// second over the run.
+pub fn render_svg(report: &LoadReport, title: &str) -> String {
+    use std::fmt::Write as _;
+    let (width, height) = (900.0, 640.0);
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    let _ = writeln!(svg, "<text x=\"20\" y=\"24\" font-size=\"15\">{}</text>", escape(title));
+    // Latency by percentile, x on a "nines" scale: 0, 90, 99, 99.9, 99.99.
+    let (left, top, plot_w, plot_h) = (70.0, 50.0, 800.0, 230.0);
+    let nines = |p: f64| (1.0 / (1.0 - p)).log10();
+    let points: Vec<(f64, f64)> = (0..=400)
+        .map(|i| 1.0 - 10f64.powf(-(i as f64) / 100.0))
+        .map(|p| (nines(p), report.latency_us.value_at_quantile(p.min(0.99999)) as f64 / 1000.0))
+        .collect();
+    let max_ms = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let x = |n: f64| left + n / 4.0 * plot_w;
+    let y = |ms: f64| top + plot_h - ms / max_ms * plot_h;
+    axes(&mut svg, left, top, plot_w, plot_h, "batch latency (ms) by percentile");
+    for (label, n) in [("p0", 0.0), ("p90", 1.0), ("p99", 2.0), ("p99.9", 3.0), ("p99.99", 4.0)] {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+            x(n),
+            top + plot_h + 16.0
+        );
+    }
+    for tick in 0..=4 {
+        let ms = max_ms * tick as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{ms:.1}</text>",
+            left - 6.0,
+            y(ms) + 4.0
+        );
+    }
+    let path: Vec<String> =
+        points.iter().map(|(n, ms)| format!("{:.1},{:.1}", x(*n), y(*ms))).collect();
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>",
+        path.join(" ")
+    );
+    // Throughput per second.
+    let (top2, plot_h2) = (360.0, 230.0);
+    axes(&mut svg, left, top2, plot_w, plot_h2, "instructions acknowledged per second");
+    let peak = report.per_second.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    let bar_w = plot_w / report.per_second.len().max(1) as f64;
+    for (second, count) in report.per_second.iter().enumerate() {
+        let h = *count as f64 / peak * plot_h2;
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#2ca02c\"/>",
+            left + second as f64 * bar_w + 1.0,
+            top2 + plot_h2 - h,
+            (bar_w - 2.0).max(1.0)
+        );
+    }
+    for tick in 0..=4 {
+        let value = peak * tick as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}k</text>",
+            left - 6.0,
+            top2 + plot_h2 - value / peak * plot_h2 + 4.0,
+            value / 1000.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">seconds</text>",
+        left + plot_w / 2.0,
+        top2 + plot_h2 + 18.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn axes(svg: &mut String, left: f64, top: f64, width: f64, height: f64, title: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(svg, "<text x=\"{left}\" y=\"{:.1}\">{}</text>", top - 8.0, escape(title));
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{:.1}\" stroke=\"black\"/>",
+        top + height
+    );
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>",
+        top + height,
+        left + width,
+        top + height
+    );
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

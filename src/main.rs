@@ -70,7 +70,9 @@ enum Commands {
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
     },
-    /// Closed-loop load over the native protocol against an in-process server on loopback.
+    /// Load over the native protocol against an in-process server on loopback: closed loop
+    /// (maximum rate) by default, open loop with --rate (latency from each batch's intended
+    /// send time).
     Load {
         #[arg(long, default_value_t = 4)]
         connections: usize,
@@ -79,14 +81,20 @@ enum Commands {
         /// Instructions per batch.
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        /// Batches each connection keeps in flight.
+        /// Closed loop: batches each connection keeps in flight.
         #[arg(long, default_value_t = 4)]
         in_flight: usize,
+        /// Open loop: instructions per second offered, over all connections.
+        #[arg(long)]
+        rate: Option<f64>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Percent of new trades (the rest split between amends and cancels).
         #[arg(long, default_value_t = 80)]
         new_percent: u32,
+        /// Write an SVG chart (latency by percentile, throughput over time) here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -320,35 +328,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Load { connections, tenants, batch, in_flight, seconds, new_percent, json } => {
+        Commands::Load {
+            connections,
+            tenants,
+            batch,
+            in_flight,
+            rate,
+            seconds,
+            new_percent,
+            svg,
+            json,
+        } => {
+            let mode = match rate {
+                Some(rate) => keel::load::Mode::Open { rate },
+                None => keel::load::Mode::Closed { in_flight },
+            };
             let options = keel::load::LoadOptions {
                 connections,
                 tenants,
                 batch,
-                in_flight,
+                mode,
                 duration: std::time::Duration::from_secs(seconds),
                 new_percent,
+                progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let runtime = tokio::runtime::Runtime::new()?;
-            let report = runtime.block_on(keel::load::run(options.clone()))?;
-            let (p50, p99, p999) = (
-                report.percentile_us(0.5),
-                report.percentile_us(0.99),
-                report.percentile_us(0.999),
-            );
-            let max = report.latencies_us.last().copied().unwrap_or(0);
+            let report = runtime.block_on(keel::load::run(options))?;
+            let percentile = |p| report.percentile_us(p);
+            let (p50, p99, p999, max) =
+                (percentile(0.5), percentile(0.99), percentile(0.999), report.latency_us.max());
+            let mode_text = match mode {
+                keel::load::Mode::Open { rate } => format!("open loop, offered {rate:.0}/s"),
+                keel::load::Mode::Closed { in_flight } => {
+                    format!("closed loop, {in_flight} in flight per connection")
+                }
+            };
+            if let Some(path) = &svg {
+                let title = format!("keel load: {connections} connections, {tenants} tenants, batches of {batch}, {mode_text}");
+                std::fs::write(path, keel::load::render_svg(&report, &title))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             let text = if json {
                 serde_json::json!({
-                    "connections": connections, "tenants": tenants, "batch": batch, "in_flight": in_flight,
-                    "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
+                    "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
+                    "offered_per_s": report.offered, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
                     "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
-                    "rate_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+                    "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+                    "per_second": report.per_second,
                 })
                 .to_string()
                     + "\n"
             } else {
+                let offered =
+                    report.offered.map(|o| format!("offered {o:.0}/s, ")).unwrap_or_default();
                 format!(
-                    "{} instructions in {:.2} s: {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n",
+                    "{mode_text}: {} instructions in {:.2} s: {offered}achieved {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n",
                     report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, p50, p99, p999, max
                 )
             };

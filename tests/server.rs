@@ -103,7 +103,7 @@ fn batches(prefix: &str, count: usize, size: usize) -> Vec<Vec<Instruction>> {
             (0..size)
                 .map(|i| {
                     let n = b * size + i;
-                    let side = if n % 3 == 0 { Side::Sell } else { Side::Buy };
+                    let side = if n.is_multiple_of(3) { Side::Sell } else { Side::Buy };
                     let price = format!("{}", 6000 + (n % 40) as i64 - 20);
                     trade(
                         &format!("{prefix}-{n:05}"),

@@ -209,7 +209,7 @@ fn parse_option_terms(row: &Row<'_>) -> Result<OptionTerms, TableError> {
 pub fn decimals_of(price: Price) -> u32 {
     let mut nanos = price.nanos().unsigned_abs();
     let mut decimals = crate::fixed::SCALE_DECIMALS;
-    while decimals > 0 && nanos % 10 == 0 {
+    while decimals > 0 && nanos.is_multiple_of(10) {
         nanos /= 10;
         decimals -= 1;
     }
