@@ -104,8 +104,19 @@ macro_rules! identifier {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let value = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                Self::new_checked(&value).map_err(serde::de::Error::custom)
+                // A visitor rather than `String` or `Cow<str>` (which serde always makes owned):
+                // decoding from a byte slice then validates in place, with no allocation.
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($kind)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<$name, E> {
+                        $name::new_checked(value).map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(Visitor)
             }
         }
     };

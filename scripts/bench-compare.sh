@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Side-by-side reference run on this machine, in one go (docs/benchmarks.md):
+#   1. the disk's fsync rate (pg_test_fsync, Debian postgresql-15),
+#   2. Redis in memory and with appendfsync always (redis-benchmark -t set -P 64 -c 8),
+#   3. keel load closed loop against an in-process keel server with comparable concurrency,
+# then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
+# Usage: scripts/bench-compare.sh [SECONDS]   (installs its Debian packages when missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+work="$(mktemp -d -p "$PWD" keel-compare-XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
+if ! need redis-server /usr/bin/redis-server || ! need redis-benchmark /usr/bin/redis-benchmark || [ ! -x /usr/lib/postgresql/15/bin/pg_test_fsync ]; then
+  echo "== installing redis-server, redis-tools, postgresql-15 (pg_test_fsync)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools postgresql-15 >/dev/null
+fi
+
+echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r)"
+echo "== 1. disk: pg_test_fsync (8 kB writes, fdatasync)"
+fsync=$(/usr/lib/postgresql/15/bin/pg_test_fsync -s 3 -f "$work/pgtest" | awk '/^ +fdatasync/ {print $2; exit}')
+echo "fdatasync: ${fsync} ops/s"
+
+redis_rate() { # port requests -> SET/s
+  redis-benchmark -h 127.0.0.1 -p "$1" -t set -P 64 -c 8 -n "$2" -q 2>/dev/null | tr '\r' '\n' | awk '/^SET:/ {print $2}' | tail -1
+}
+start_redis() { # port dir extra-args...
+  local port="$1" dir="$2"; shift 2
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --dir "$dir" --daemonize no "$@" >"$dir/log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "redis on $port did not start" >&2; exit 1
+}
+
+echo "== 2. Redis"
+start_redis 6390 "$work/redis-memory" --appendonly no
+memory=$(redis_rate 6390 3000000)
+echo "in memory: ${memory} SET/s"
+start_redis 6391 "$work/redis-aof" --appendonly yes --appendfsync always
+aof=$(redis_rate 6391 1000000)
+echo "appendfsync always: ${aof} SET/s"
+
+echo "== 3. keel (closed loop, 8 connections, batches of 500, ack after fsync)"
+cargo build --release -q
+one=$(./target/release/keel load --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --json)
+two=$(./target/release/keel load --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --tenants 2 --json)
+rate() { python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["achieved_per_s"]))' "$1"; }
+keel_one=$(rate "$one"); keel_two=$(rate "$two")
+echo "keel, 1 tenant: ${keel_one} instructions/s"
+echo "keel, 2 tenants: ${keel_two} instructions/s"
+
+echo "== ratios (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
+python3 - "$keel_one" "$keel_two" "$aof" "$memory" <<'PY'
+import sys
+one, two, aof, memory = map(float, sys.argv[1:])
+for label, keel in (("1 tenant", one), ("2 tenants", two)):
+    print(f"keel {label} / Redis fsync-always: {keel / aof:.2f}   keel {label} / Redis in memory: {keel / memory:.2f}")
+PY
