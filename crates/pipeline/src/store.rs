@@ -117,6 +117,8 @@ pub struct TenantStore {
     since_state_hash: u64,
     since_snapshot: u64,
     scratch: Vec<u8>,
+    /// The helper thread writing the latest background snapshot, if any.
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Replay failures: the journal's own, or a replayed state that disagrees with a checkpoint.
@@ -202,6 +204,7 @@ impl TenantStore {
             since_state_hash: 0,
             since_snapshot: 0,
             scratch: Vec::with_capacity(4096),
+            snapshot_writer: None,
         };
         Ok((store, recovery))
     }
@@ -255,9 +258,34 @@ impl TenantStore {
         if self.options.snapshot_interval > 0
             && self.since_snapshot >= self.options.snapshot_interval
         {
-            self.snapshot()?;
+            self.snapshot_in_background();
         }
         Ok(durable)
+    }
+
+    /// Takes a snapshot without holding up the tenant for its encoding and writing: the engine
+    /// is copied here (a memory copy, a fraction of the cost) and a helper thread encodes,
+    /// writes and prunes. A snapshot is an optimization of recovery, never the source of
+    /// truth, so a failure is logged and the next interval tries again.
+    fn snapshot_in_background(&mut self) {
+        self.since_snapshot = 0;
+        if self.snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
+            return; // The previous one is still being written: skip this interval.
+        }
+        let engine = self.engine.clone();
+        let chain = self.journal.last_chain();
+        let dir = self.snapshot_dir.clone();
+        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            let sequence = engine.last_sequence();
+            let result = keel_journal::write_snapshot(&dir, sequence, &chain, &engine.snapshot())
+                .map_err(anyhow::Error::from)
+                .and_then(|_| prune_snapshots(&dir));
+            match result {
+                Ok(()) => tracing::info!(tenant = %engine.tenant(), sequence, "snapshot written"),
+                Err(error) => tracing::warn!(tenant = %engine.tenant(), %error, "snapshot failed"),
+            }
+        });
+        self.snapshot_writer = spawned.ok();
     }
 
     /// Appends a signed checkpoint (made durable by the next commit), carrying the engine's
@@ -280,12 +308,7 @@ impl TenantStore {
         let sequence = self.engine.last_sequence();
         let body = self.engine.snapshot();
         let path = keel_journal::write_snapshot(&self.snapshot_dir, sequence, &chain, &body)?;
-        for old in
-            keel_journal::list_snapshots(&self.snapshot_dir)?.into_iter().skip(SNAPSHOTS_KEPT)
-        {
-            std::fs::remove_file(&old)
-                .with_context(|| format!("removing old snapshot {}", old.display()))?;
-        }
+        prune_snapshots(&self.snapshot_dir)?;
         self.since_snapshot = 0;
         Ok(path)
     }
@@ -293,12 +316,24 @@ impl TenantStore {
     /// Checkpoints (if anything happened since the last) and commits: the clean way to stop.
     /// Returns the engine.
     pub fn close(mut self) -> anyhow::Result<Engine> {
+        if let Some(writer) = self.snapshot_writer.take() {
+            let _ = writer.join();
+        }
         if self.since_checkpoint > 0 || self.since_state_hash > 0 {
             self.checkpoint(true)?;
         }
         self.journal.commit()?;
         Ok(self.engine)
     }
+}
+
+/// Keeps the newest `SNAPSHOTS_KEPT` snapshots.
+fn prune_snapshots(dir: &Path) -> anyhow::Result<()> {
+    for old in keel_journal::list_snapshots(dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
+        std::fs::remove_file(&old)
+            .with_context(|| format!("removing old snapshot {}", old.display()))?;
+    }
+    Ok(())
 }
 
 /// Snapshots that verify on their own (header, hash, decode, tenant, sequence), newest first.

@@ -80,7 +80,7 @@ impl Entry {
 }
 
 /// Net, gross, lots and realized P&L of one account in one instrument.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Position {
     /// Active bookings in booking order: the position is their fold.
     entries: SmallVec<[Entry; 1]>,
@@ -89,7 +89,31 @@ pub struct Position {
     long: i64,
     short: i64,
     realized: Amount,
+    /// Known flat points: `(n, realized)` where the position had no open lot after its first
+    /// `n` bookings. A reversal refolds only from the last known flat point before the booking
+    /// it removes, not from the first booking: for accounts that go flat (day traders, or any
+    /// position closed and reopened) that bounds the work to the latest cycle. A cache: every
+    /// entry is a true flat point of the current history, but not every flat point need be
+    /// known (after a restore none are), so it is neither serialized nor compared.
+    #[serde(skip)]
+    flats: Vec<(u32, Amount)>,
 }
+
+impl PartialEq for Position {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.entries, self.long_head, self.short_head, self.long, self.short, self.realized)
+            == (
+                &other.entries,
+                other.long_head,
+                other.short_head,
+                other.long,
+                other.short,
+                other.realized,
+            )
+    }
+}
+
+impl Eq for Position {}
 
 impl Position {
     pub fn new() -> Self {
@@ -184,10 +208,17 @@ impl Position {
             // Overflow needs amounts far beyond any listed contract; undo by folding the
             // bookings that were there before rather than paying for a copy on every trade.
             self.entries.pop();
-            self.refold(terms)?;
+            self.refold_from(terms, (0, Amount::ZERO))?;
             return Err(error);
         }
+        self.mark_if_flat();
         Ok(())
+    }
+
+    fn mark_if_flat(&mut self) {
+        if self.long == 0 && self.short == 0 {
+            self.flats.push((self.entries.len() as u32, self.realized));
+        }
     }
 
     /// Takes a booking out (amend or cancel) and folds the remaining ones again, so the result
@@ -201,6 +232,7 @@ impl Position {
         if self.entries.is_empty() {
             *self = Position::default();
         } else if removed.open == removed.quantity {
+            // (No known flat point lies after it: it was open at every point since.)
             // A booking that is still wholly open closed nothing when it was booked, and FIFO
             // never reached it since (every later close stopped at an older lot), so nothing
             // else depends on it: taking it out only removes its own lot. The bookings after
@@ -212,17 +244,37 @@ impl Position {
             }
             self.take_open(removed.side, i64::from(removed.open));
         } else {
-            self.refold(terms)?;
+            // The flat point at or before the removed booking still holds; everything after it
+            // is folded again.
+            let keep = self.flats.partition_point(|(n, _)| *n as usize <= index);
+            self.flats.truncate(keep);
+            let start = self.flats.last().copied().unwrap_or((0, Amount::ZERO));
+            self.refold_from(terms, start)?;
         }
         Ok(removed.booking())
     }
 
     /// Recomputes lots, quantities and realized P&L from the active bookings.
-    fn refold(&mut self, terms: Terms) -> Result<(), PositionError> {
+    /// Folds the bookings from flat point `(n, realized)` on: the first `n` bookings hold no
+    /// open lot there, so the rest is folded on an empty book. Flat points after `n` are found
+    /// again on the way.
+    fn refold_from(
+        &mut self,
+        terms: Terms,
+        (start, realized): (u32, Amount),
+    ) -> Result<(), PositionError> {
+        debug_assert!(
+            self.entries[..start as usize].iter().all(|entry| entry.open == 0),
+            "invariant: nothing is open at a flat point"
+        );
+        self.flats.retain(|(n, _)| *n <= start);
         (self.long_head, self.short_head, self.long, self.short) = (0, 0, 0, 0);
-        self.realized = Amount::ZERO;
-        for index in 0..self.entries.len() {
+        self.realized = realized;
+        for index in start as usize..self.entries.len() {
             self.apply(index, terms)?;
+            if self.long == 0 && self.short == 0 {
+                self.flats.push((index as u32 + 1, self.realized));
+            }
         }
         Ok(())
     }
