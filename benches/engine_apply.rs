@@ -23,24 +23,7 @@ fn engine_apply(c: &mut Criterion) {
     for (name, new_percent) in [("mixed_80_new_10_amend_10_cancel", 80), ("new_only", 100)] {
         let stream = support::mixed_stream(STREAM, ACCOUNTS, INSTRUMENTS, new_percent, first);
         group.bench_function(name, |bencher| {
-            // Each timed run applies a prefix of the stream to a fresh copy of the tenant, so
-            // the state grows as in production (tables resize, lots accumulate, new memory is
-            // faulted in) and nothing is applied twice. Copying the tenant is not timed.
-            bencher.iter_custom(|iterations| {
-                let mut elapsed = Duration::ZERO;
-                let mut remaining = iterations as usize;
-                while remaining > 0 {
-                    let count = remaining.min(stream.len());
-                    let mut engine = base.clone();
-                    let start = Instant::now();
-                    for envelope in &stream[..count] {
-                        let _ = black_box(engine.apply(black_box(envelope)));
-                    }
-                    elapsed += start.elapsed();
-                    remaining -= count;
-                }
-                elapsed
-            });
+            bencher.iter_custom(|n| apply_prefix(&base, &stream, n))
         });
     }
     // The same mix on a tenant whose whole state stays in cache (100 accounts x 10 instruments,
@@ -48,23 +31,32 @@ fn engine_apply(c: &mut Criterion) {
     let small = support::engine(100, 10);
     let stream = support::mixed_stream(100_000, 100, 10, 80, small.last_sequence() + 1);
     group.bench_function("mixed_small_tenant_in_cache", |bencher| {
-        bencher.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            let mut remaining = iterations as usize;
-            while remaining > 0 {
-                let count = remaining.min(stream.len());
-                let mut engine = small.clone();
-                let start = Instant::now();
-                for envelope in &stream[..count] {
-                    let _ = black_box(engine.apply(black_box(envelope)));
-                }
-                elapsed += start.elapsed();
-                remaining -= count;
-            }
-            elapsed
-        });
+        bencher.iter_custom(|n| apply_prefix(&small, &stream, n))
     });
     group.finish();
+}
+
+/// Applies `iterations` commands of `stream`, each run on a fresh copy of `base`, so the state
+/// grows as in production (tables resize, lots accumulate, new memory is faulted in) and
+/// nothing is applied twice. Copying the tenant is not timed.
+fn apply_prefix(
+    base: &keel_engine::Engine,
+    stream: &[keel_engine::Envelope],
+    iterations: u64,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    let mut remaining = iterations as usize;
+    while remaining > 0 {
+        let count = remaining.min(stream.len());
+        let mut engine = base.clone();
+        let start = Instant::now();
+        for envelope in &stream[..count] {
+            let _ = black_box(engine.apply(black_box(envelope)));
+        }
+        elapsed += start.elapsed();
+        remaining -= count;
+    }
+    elapsed
 }
 
 criterion_group!(benches, engine_apply);

@@ -128,20 +128,8 @@ impl Journal {
             last_sequence: end.state.sequence,
             torn_tail,
         };
-        let journal = Journal {
-            dir: dir.to_path_buf(),
-            tenant,
-            options,
-            file,
-            backup,
-            segment_number: number,
-            segment_len: end.end,
-            state: end.state,
-            written: end.state,
-            durable_sequence: end.state.sequence,
-            buffer: Vec::with_capacity(1 << 20),
-            poisoned: false,
-        };
+        let journal =
+            Journal::assemble(dir, tenant, options, (file, backup), number, end.end, end.state);
         Ok((journal, report))
     }
 
@@ -152,21 +140,36 @@ impl Journal {
         number: u32,
         state: ChainState,
     ) -> Result<Journal, JournalError> {
-        let (file, backup) = Self::new_segment_files(dir, tenant, &options, number, state)?;
-        Ok(Journal {
+        let files = Self::new_segment_files(dir, tenant, &options, number, state)?;
+        let length = SEGMENT_HEADER_BYTES as u64;
+        Ok(Journal::assemble(dir, tenant, options, files, number, length, state))
+    }
+
+    /// A journal positioned at the end of segment `number` (`length` bytes), where the chain
+    /// stands at `state`, everything durable.
+    fn assemble(
+        dir: &Path,
+        tenant: TenantId,
+        options: JournalOptions,
+        (file, backup): (File, Option<File>),
+        number: u32,
+        length: u64,
+        state: ChainState,
+    ) -> Journal {
+        Journal {
             dir: dir.to_path_buf(),
             tenant,
             options,
             file,
             backup,
             segment_number: number,
-            segment_len: SEGMENT_HEADER_BYTES as u64,
+            segment_len: length,
             state,
             written: state,
             durable_sequence: state.sequence,
             buffer: Vec::with_capacity(1 << 20),
             poisoned: false,
-        })
+        }
     }
 
     /// Creates segment `number` (and its backup twin) with its header, durably.

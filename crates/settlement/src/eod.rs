@@ -82,10 +82,7 @@ impl Settlement {
         inputs: &[crate::expiry::ExpiryInput<'_>],
         threshold: Price,
     ) -> Result<Vec<crate::expiry::ExpiryRecord>, SettleError> {
-        let open = open.ok_or(SettleError::BusinessDateNotOpen)?;
-        if date != open {
-            return Err(SettleError::NotTheOpenDate { requested: date, open });
-        }
+        check_open_date(date, open)?;
         if self.expiries.contains_key(&date) {
             return Err(SettleError::ExpiryAlreadyProcessed(date));
         }
@@ -133,10 +130,7 @@ impl Settlement {
         open: Option<Date>,
         positions: impl Iterator<Item = EodInput<'a>> + Clone,
     ) -> Result<EodReport, SettleError> {
-        let open = open.ok_or(SettleError::BusinessDateNotOpen)?;
-        if date != open {
-            return Err(SettleError::NotTheOpenDate { requested: date, open });
-        }
+        check_open_date(date, open)?;
         if self.runs.contains(&date) {
             return Err(SettleError::AlreadyRun(date));
         }
@@ -280,6 +274,15 @@ impl Settlement {
         }
         Ok(movements)
     }
+}
+
+/// End-of-day work runs for the open business date only.
+fn check_open_date(date: Date, open: Option<Date>) -> Result<(), SettleError> {
+    let open = open.ok_or(SettleError::BusinessDateNotOpen)?;
+    if date != open {
+        return Err(SettleError::NotTheOpenDate { requested: date, open });
+    }
+    Ok(())
 }
 
 /// Futures and futures-style options are marked to market daily; premium-style options are not.
