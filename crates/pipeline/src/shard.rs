@@ -82,7 +82,7 @@ pub(crate) fn run(
         }
         let started = Instant::now();
         let timestamp_ns = now_ns();
-        if let Err(fault) = stage_all(&mut store, &batch, timestamp_ns, &mut answers, &metrics)
+        if let Err(fault) = stage_all(&mut store, &mut batch, timestamp_ns, &mut answers, &metrics)
             .and_then(|()| store.commit())
         {
             tracing::error!(%tenant, error = %fault, "tenant stopped");
@@ -114,7 +114,7 @@ pub(crate) fn run(
 
 fn stage_all(
     store: &mut TenantStore,
-    batch: &[Request],
+    batch: &mut [Request],
     timestamp_ns: i64,
     answers: &mut Vec<Answer>,
     metrics: &TenantMetrics,
@@ -123,8 +123,9 @@ fn stage_all(
     for request in batch {
         let Request::Submit { instructions, .. } = request else { continue };
         let mut acks = Vec::with_capacity(instructions.len());
-        for instruction in instructions {
-            let command = match instruction.clone() {
+        // Taken, not cloned: the request only needs its reply channel from here on.
+        for instruction in std::mem::take(instructions) {
+            let command = match instruction {
                 Instruction::Trade(report) => Command::Trade(report),
                 Instruction::GiveUp(response) => Command::GiveUp(response),
                 Instruction::AveragePrice(allocation) => Command::AveragePrice(allocation),
