@@ -27,6 +27,8 @@ pub enum EngineError {
     SnapshotCorrupt(String),
     #[error("snapshot format {found} is not supported (this build reads {supported})")]
     SnapshotVersion { found: u32, supported: u32 },
+    #[error("amount overflows: {0}")]
+    Overflow(&'static str),
     /// The ledger failed its zero-sum check: a defect, so the tenant stops rather than goes on
     /// with cash that does not balance.
     #[error("ledger check failed: {0}")]
@@ -285,7 +287,9 @@ impl Engine {
                 }
                 Effect::Cash { account, currency, amount } => {
                     let balance = self.cash.entry((account, currency)).or_default();
-                    *balance = balance.checked_add(amount).unwrap_or(*balance);
+                    *balance = balance
+                        .checked_add(amount)
+                        .ok_or(EngineError::Overflow("cash adjustment balance"))?;
                 }
             }
         }

@@ -177,7 +177,9 @@ impl Settlement {
                     .ok_or_else(|| SettleError::Overflow("accrued amount".into()))?;
                 if movement.kind == PostingKind::VariationMargin {
                     let total = report.variation_margin.entry(movement.currency).or_default();
-                    *total = total.checked_add(movement.amount).unwrap_or(*total);
+                    *total = total
+                        .checked_add(movement.amount)
+                        .ok_or_else(|| SettleError::Overflow("variation margin total".into()))?;
                 }
                 // Positive: the customer is owed; negative: the customer owes.
                 let customer = LedgerAccount::Customer(input.account.id);
@@ -236,30 +238,19 @@ impl Settlement {
             // Everything still booked, marked to today's price: realized and unrealized P&L
             // to date. Variation margin is that, less what was paid before.
             let settle = prices.get(&instrument.id).map_or(0, |p| i128::from(p.nanos()));
-            let owed = input.position.bookings().try_fold(0i128, |sum, b| {
-                let signed = i128::from(b.quantity.get() * b.side.sign());
-                (settle - i128::from(b.price.nanos()))
-                    .checked_mul(signed * multiplier)
-                    .and_then(|v| sum.checked_add(v))
-            });
             push(
                 PostingKind::VariationMargin,
-                owed.ok_or_else(overflow)?,
+                marked_to(input.position, settle, multiplier).ok_or_else(overflow)?,
                 accrued.variation_margin,
                 instrument.currency,
                 clearing_house,
             )?;
         } else {
-            // Premium-style option: the buyer pays price x quantity x multiplier.
-            let owed = input.position.bookings().try_fold(0i128, |sum, b| {
-                let signed = i128::from(b.quantity.get() * b.side.sign());
-                i128::from(b.price.nanos())
-                    .checked_mul(-signed * multiplier)
-                    .and_then(|v| sum.checked_add(v))
-            });
+            // Premium-style option: the buyer pays price x quantity x multiplier, which is the
+            // bookings marked to zero.
             push(
                 PostingKind::Premium,
-                owed.ok_or_else(overflow)?,
+                marked_to(input.position, 0, multiplier).ok_or_else(overflow)?,
                 accrued.premium,
                 instrument.currency,
                 clearing_house,
@@ -274,6 +265,17 @@ impl Settlement {
         }
         Ok(movements)
     }
+}
+
+/// Every active booking marked to `mark` (price nanos): the sum of (mark - trade price) x
+/// signed quantity x multiplier, in amount nanos. `None` on overflow.
+fn marked_to(position: &Position, mark: i128, multiplier: i128) -> Option<i128> {
+    position.bookings().try_fold(0i128, |sum, booking| {
+        let signed = i128::from(booking.quantity.get() * booking.side.sign());
+        (mark - i128::from(booking.price.nanos()))
+            .checked_mul(signed * multiplier)
+            .and_then(|value| sum.checked_add(value))
+    })
 }
 
 /// End-of-day work runs for the open business date only.
