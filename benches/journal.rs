@@ -150,7 +150,8 @@ fn replay(c: &mut Criterion) {
 }
 
 /// P1: capture + positions + journal with group commit, in process, durable before the
-/// outcomes return.
+/// outcomes are released. `pipelined` is the shard's way (apply the next batch while the writer
+/// syncs the previous one; at most 4 batches in flight); `serial` waits for each commit.
 fn durable_submit(c: &mut Criterion) {
     let stream_len = 1_000_000;
     let setup = support::setup_commands(ACCOUNTS, INSTRUMENTS);
@@ -160,31 +161,51 @@ fn durable_submit(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
-    group.bench_function("mixed_1000_per_commit", |bencher| {
-        bencher.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            let mut remaining = iterations as usize;
-            while remaining > 0 {
-                let count = remaining.min(stream.len());
-                let dir = scratch();
-                let data = DataDir::new(dir.path());
-                let options = StoreOptions { snapshot_interval: 0, ..StoreOptions::default() };
-                let (mut store, _) = TenantStore::open(&data, tenant(), options).expect("open");
-                store.submit(setup.iter().cloned().map(|c| (c, 0))).expect("setup");
-                let start = Instant::now();
-                for chunk in stream[..count].chunks(BATCH) {
-                    black_box(
-                        store
-                            .submit(chunk.iter().map(|e| (e.command.clone(), e.timestamp_ns)))
-                            .expect("submit"),
-                    );
+    for pipelined in [true, false] {
+        let name = if pipelined {
+            "mixed_1000_per_batch_pipelined"
+        } else {
+            "mixed_1000_per_commit_serial"
+        };
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                let mut remaining = iterations as usize;
+                while remaining > 0 {
+                    let count = remaining.min(stream.len());
+                    let dir = scratch();
+                    let data = DataDir::new(dir.path());
+                    let options = StoreOptions { snapshot_interval: 0, ..StoreOptions::default() };
+                    let (mut store, _) = TenantStore::open(&data, tenant(), options).expect("open");
+                    store.submit(setup.iter().cloned().map(|c| (c, 0))).expect("setup");
+                    let mut in_flight = std::collections::VecDeque::new();
+                    let start = Instant::now();
+                    for chunk in stream[..count].chunks(BATCH) {
+                        let outcomes: Vec<_> = chunk
+                            .iter()
+                            .map(|e| store.stage(e.command.clone(), e.timestamp_ns).expect("stage"))
+                            .collect();
+                        if pipelined {
+                            in_flight.push_back((store.flush().expect("flush"), outcomes));
+                            if in_flight.len() > 4 {
+                                let (sequence, outcomes) = in_flight.pop_front().expect("oldest");
+                                store.wait_durable(sequence).expect("durable");
+                                black_box(outcomes);
+                            }
+                        } else {
+                            store.commit().expect("commit");
+                            black_box(outcomes);
+                        }
+                    }
+                    store.commit().expect("commit");
+                    black_box(in_flight);
+                    elapsed += start.elapsed();
+                    remaining -= count;
                 }
-                elapsed += start.elapsed();
-                remaining -= count;
-            }
-            elapsed
+                elapsed
+            });
         });
-    });
+    }
     group.finish();
 }
 

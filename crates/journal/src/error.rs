@@ -70,6 +70,8 @@ pub enum JournalError {
     Key { path: PathBuf, reason: String },
     #[error("the journal is poisoned by an earlier write failure; reopen it")]
     Poisoned,
+    #[error("the journal writer stopped: {0}")]
+    WriterStopped(String),
 }
 
 impl JournalError {

@@ -9,6 +9,7 @@
 //! - `segments`: segment file naming, listing, header checks.
 //! - `scan`: walking one segment's records with every check; torn-tail detection.
 //! - `journal`: `Journal`, the writer: append, group commit, segment roll, torn-tail repair.
+//! - `writer`: `JournalWriter`, pipelined group commit on a thread that owns the `Journal`.
 //! - `reader`: `read_journal`, the verifying reader, from the start or a snapshot's position.
 //! - `keys`: the node signing key and checkpoint signatures.
 //! - `snapshot`: snapshot files.
@@ -26,6 +27,7 @@ pub mod reader;
 pub mod scan;
 pub mod segments;
 pub mod snapshot;
+pub mod writer;
 
 pub use backup::{sync_backup, BackupReport};
 pub use error::{Corruption, JournalError, Location};
@@ -35,3 +37,4 @@ pub use keys::NodeKey;
 pub use reader::{read_journal, ReadSummary, StartAfter};
 pub use scan::{Checkpoint, RecordRef, TornTail, Trust};
 pub use snapshot::{list_snapshots, load_snapshot, write_snapshot, Snapshot};
+pub use writer::{Durable, JournalWriter, WriteBatch};

@@ -1,5 +1,6 @@
 //! The shard thread: the only code that touches a tenant's engine and journal.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,13 +18,16 @@ use crate::store::TenantStore;
 pub struct ShardOptions {
     /// Requests a tenant's queue holds before submitters wait.
     pub queue_requests_max: usize,
-    /// Most commands applied between two commits (more waiting requests wait for the next).
+    /// Most commands applied between two hand-offs to the journal writer (more waiting
+    /// requests go in the next batch).
     pub batch_commands_max: usize,
+    /// Batches applied but not yet durable before the shard waits for the disk.
+    pub in_flight_max: usize,
 }
 
 impl Default for ShardOptions {
     fn default() -> Self {
-        Self { queue_requests_max: 256, batch_commands_max: 20_000 }
+        Self { queue_requests_max: 256, batch_commands_max: 20_000, in_flight_max: 4 }
     }
 }
 
@@ -58,7 +62,23 @@ fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// Requests staged together, waiting for the journal to cover `sequence` before their answers
+/// (computed at staging) go out.
+#[derive(Debug)]
+struct Staged {
+    sequence: u64,
+    commands: usize,
+    started: Instant,
+    requests: Vec<(Request, Answer)>,
+}
+
 /// Runs until the queue closes (shutdown) or a fault stops the tenant.
+///
+/// The loop is a pipeline: take what is queued (up to `batch_commands_max` commands), apply it
+/// and hand it to the journal writer, then release every earlier batch the writer has made
+/// durable. It blocks on the queue only when nothing is in flight, and on the writer only when
+/// the queue is empty or `in_flight_max` batches are waiting; so while one batch syncs, the
+/// next is being applied.
 pub(crate) fn run(
     mut store: TenantStore,
     mut queue: mpsc::Receiver<Request>,
@@ -66,45 +86,64 @@ pub(crate) fn run(
     options: ShardOptions,
 ) {
     let tenant = store.engine().tenant();
-    let mut batch: Vec<Request> = Vec::with_capacity(64);
-    let mut answers: Vec<Answer> = Vec::with_capacity(64);
-    while let Some(first) = queue.blocking_recv() {
-        let mut commands = first.commands();
-        batch.push(first);
-        while commands < options.batch_commands_max {
-            match queue.try_recv() {
-                Ok(request) => {
-                    commands += request.commands();
-                    batch.push(request);
-                }
-                Err(_) => break,
+    let mut pending: VecDeque<Staged> = VecDeque::with_capacity(8);
+    let mut spare: Vec<Vec<(Request, Answer)>> = Vec::new();
+    loop {
+        let next = if pending.is_empty() {
+            match queue.blocking_recv() {
+                Some(request) => Some(request),
+                None => break, // Closed and drained: shut down.
             }
-        }
-        let started = Instant::now();
-        let timestamp_ns = now_ns();
-        if let Err(fault) = stage_all(&mut store, &mut batch, timestamp_ns, &mut answers, &metrics)
-            .and_then(|()| store.commit())
-        {
-            tracing::error!(%tenant, error = %fault, "tenant stopped");
-            let text = format!("{fault:#}");
-            for request in batch.drain(..) {
-                reply(request, Answer::Failed(text.clone()));
+        } else {
+            queue.try_recv().ok()
+        };
+        let result = match next {
+            Some(first) => {
+                let mut requests = spare.pop().unwrap_or_default();
+                let started = Instant::now();
+                let staged =
+                    stage_batch(&mut store, first, &mut queue, &mut requests, &metrics, &options);
+                let commands = requests.iter().map(|(request, _)| request.commands()).sum();
+                let sequence = store.engine().last_sequence();
+                pending.push_back(Staged { sequence, commands, started, requests });
+                staged.and_then(|()| store.flush()).and_then(|_| match pending.front() {
+                    // Backpressure: never more than `in_flight_max` batches awaiting the disk.
+                    Some(oldest) if pending.len() > options.in_flight_max => {
+                        store.wait_durable(oldest.sequence)
+                    }
+                    _ => store.poll_durable(),
+                })
             }
-            return;
-        }
-        metrics.record_commit(commands as u64, started.elapsed().as_micros() as u64);
-        metrics.set_last_sequence(store.engine().last_sequence());
-        // Durable: now, and only now, the answers go out.
-        let mut staged = answers.drain(..);
-        for request in batch.drain(..) {
-            let answer = match &request {
-                Request::Submit { .. } => {
-                    staged.next().unwrap_or(Answer::Failed("internal: missing answer".into()))
+            // Nothing new: wait for the oldest batch to become durable.
+            None => match pending.front() {
+                Some(oldest) => store.wait_durable(oldest.sequence),
+                None => continue,
+            },
+        };
+        let durable = match result {
+            Ok(durable) => durable,
+            Err(fault) => {
+                tracing::error!(%tenant, error = %fault, "tenant stopped");
+                let text = format!("{fault:#}");
+                for staged in pending.drain(..) {
+                    for (request, _) in staged.requests {
+                        reply(request, Answer::Failed(text.clone()));
+                    }
                 }
-                Request::Query { query, .. } => answer_query(store.engine(), query),
-            };
-            reply(request, answer);
+                return;
+            }
+        };
+        // Durable: now, and only now, these answers go out.
+        while pending.front().is_some_and(|oldest| oldest.sequence <= durable) {
+            let Some(mut staged) = pending.pop_front() else { break };
+            let micros = staged.started.elapsed().as_micros() as u64;
+            metrics.record_commit(staged.commands as u64, micros);
+            for (request, answer) in staged.requests.drain(..) {
+                reply(request, answer);
+            }
+            spare.push(staged.requests);
         }
+        metrics.set_last_sequence(durable);
     }
     match store.close() {
         Ok(engine) => tracing::info!(%tenant, sequence = engine.last_sequence(), "tenant closed"),
@@ -112,46 +151,82 @@ pub(crate) fn run(
     }
 }
 
-fn stage_all(
+/// Takes `first` and whatever else is queued (up to `batch_commands_max` commands), applies it
+/// and computes every answer into `requests`. Queries are answered here, against the state
+/// after the commands before them, and released with their batch. After a fault the rest of
+/// the requests are still taken (their answers never go out: the caller fails them all).
+fn stage_batch(
     store: &mut TenantStore,
-    batch: &mut [Request],
-    timestamp_ns: i64,
-    answers: &mut Vec<Answer>,
+    first: Request,
+    queue: &mut mpsc::Receiver<Request>,
+    requests: &mut Vec<(Request, Answer)>,
     metrics: &TenantMetrics,
+    options: &ShardOptions,
 ) -> anyhow::Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
-    for request in batch {
-        let Request::Submit { instructions, .. } = request else { continue };
-        let mut acks = Vec::with_capacity(instructions.len());
-        // Taken, not cloned: the request only needs its reply channel from here on.
-        for instruction in std::mem::take(instructions) {
-            let command = match instruction {
-                Instruction::Trade(report) => Command::Trade(report),
-                Instruction::GiveUp(response) => Command::GiveUp(response),
-                Instruction::AveragePrice(allocation) => Command::AveragePrice(allocation),
-            };
-            acks.push(match store.stage(command, timestamp_ns)? {
-                Outcome::Accepted { sequence } => {
-                    metrics.accepted.fetch_add(1, Relaxed);
-                    AckResult::Accepted { sequence }
+    let timestamp_ns = now_ns();
+    let mut commands = 0;
+    let mut next = Some(first);
+    let mut fault = None;
+    while let Some(mut request) = next.take() {
+        commands += request.commands();
+        let answer = if fault.is_some() {
+            Answer::Failed(String::new())
+        } else {
+            match &mut request {
+                Request::Submit { instructions, .. } => {
+                    stage_submit(store, instructions, timestamp_ns, metrics).unwrap_or_else(
+                        |error| {
+                            fault = Some(error);
+                            Answer::Failed(String::new())
+                        },
+                    )
                 }
-                Outcome::Duplicate { sequence } => {
-                    metrics.duplicates.fetch_add(1, Relaxed);
-                    AckResult::Duplicate { sequence }
-                }
-                Outcome::Rejected(reason) => {
-                    metrics.rejected.fetch_add(1, Relaxed);
-                    AckResult::Rejected {
-                        code: reason.code(),
-                        rule: reason.name().to_owned(),
-                        text: reason.to_string(),
-                    }
-                }
-            });
+                Request::Query { query, .. } => answer_query(store.engine(), query),
+            }
+        };
+        requests.push((request, answer));
+        if commands < options.batch_commands_max {
+            next = queue.try_recv().ok();
         }
-        answers.push(Answer::Acks(acks));
     }
-    Ok(())
+    fault.map_or(Ok(()), Err)
+}
+
+fn stage_submit(
+    store: &mut TenantStore,
+    instructions: &mut Vec<Instruction>,
+    timestamp_ns: i64,
+    metrics: &TenantMetrics,
+) -> anyhow::Result<Answer> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut acks = Vec::with_capacity(instructions.len());
+    // Taken, not cloned: the request only needs its reply channel from here on.
+    for instruction in std::mem::take(instructions) {
+        let command = match instruction {
+            Instruction::Trade(report) => Command::Trade(report),
+            Instruction::GiveUp(response) => Command::GiveUp(response),
+            Instruction::AveragePrice(allocation) => Command::AveragePrice(allocation),
+        };
+        acks.push(match store.stage(command, timestamp_ns)? {
+            Outcome::Accepted { sequence } => {
+                metrics.accepted.fetch_add(1, Relaxed);
+                AckResult::Accepted { sequence }
+            }
+            Outcome::Duplicate { sequence } => {
+                metrics.duplicates.fetch_add(1, Relaxed);
+                AckResult::Duplicate { sequence }
+            }
+            Outcome::Rejected(reason) => {
+                metrics.rejected.fetch_add(1, Relaxed);
+                AckResult::Rejected {
+                    code: reason.code(),
+                    rule: reason.name().to_owned(),
+                    text: reason.to_string(),
+                }
+            }
+        });
+    }
+    Ok(Answer::Acks(acks))
 }
 
 fn reply(request: Request, answer: Answer) {

@@ -12,8 +12,8 @@ use anyhow::Context;
 use keel_domain::TenantId;
 use keel_engine::{Command, Engine, Envelope, Outcome};
 use keel_journal::{
-    read_journal, Corruption, Journal, JournalError, JournalOptions, Location, NodeKey, OpenReport,
-    RecordKind, StartAfter, Trust,
+    read_journal, Corruption, Durable, Journal, JournalError, JournalOptions, JournalWriter,
+    Location, NodeKey, OpenReport, RecordKind, StartAfter, Trust, WriteBatch,
 };
 
 /// Where a data directory keeps things.
@@ -79,6 +79,8 @@ pub struct StoreOptions {
     pub state_hash_interval: u64,
     /// A snapshot after this many commands (0: only on request).
     pub snapshot_interval: u64,
+    /// Batches that may wait for the journal writer before `flush` blocks.
+    pub writer_depth: usize,
     pub journal: JournalOptions,
 }
 
@@ -88,6 +90,7 @@ impl Default for StoreOptions {
             checkpoint_interval: 10_000,
             state_hash_interval: 1_000_000,
             snapshot_interval: 1_000_000,
+            writer_depth: 4,
             journal: JournalOptions::default(),
         }
     }
@@ -105,18 +108,22 @@ pub struct Recovery {
     pub checkpoints_verified: u64,
 }
 
-/// A tenant's engine and journal, kept in step.
+/// A tenant's engine and journal, kept in step. Commands are applied and encoded on the
+/// caller's thread (`stage`) and handed in batches (`flush`) to a writer thread that owns the
+/// journal, so the next batch is applied while the previous one is written and synced
+/// (pipelined group commit). An outcome may be released only once `durable_sequence` covers
+/// its command: `commit` waits for that, `flush` + `wait_durable` let the caller overlap.
 #[derive(Debug)]
 pub struct TenantStore {
     engine: Engine,
-    journal: Journal,
-    key: NodeKey,
+    writer: JournalWriter,
+    /// Commands and checkpoints staged since the last `flush`.
+    staging: WriteBatch,
     options: StoreOptions,
     snapshot_dir: PathBuf,
     since_checkpoint: u64,
     since_state_hash: u64,
     since_snapshot: u64,
-    scratch: Vec<u8>,
     /// The helper thread writing the latest background snapshot, if any.
     snapshot_writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -194,16 +201,17 @@ impl TenantStore {
             commands_replayed: replayed,
             checkpoints_verified: checkpoints,
         };
+        let mut writer = JournalWriter::spawn(journal, key, options.writer_depth)?;
+        let staging = writer.batch();
         let store = TenantStore {
             engine,
-            journal,
-            key,
+            writer,
+            staging,
             options,
             snapshot_dir,
             since_checkpoint: 0,
             since_state_hash: 0,
             since_snapshot: 0,
-            scratch: Vec::with_capacity(4096),
             snapshot_writer: None,
         };
         Ok((store, recovery))
@@ -213,8 +221,10 @@ impl TenantStore {
         &self.engine
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
+    /// Sequence of the last command known to be on disk (as of the last `flush`, `poll`,
+    /// `wait_durable` or `commit`).
+    pub fn durable_sequence(&self) -> u64 {
+        self.writer.durable().sequence
     }
 
     /// Applies `commands` in order, journals every one (rejections too, so that replay agrees),
@@ -232,48 +242,78 @@ impl TenantStore {
         Ok(outcomes)
     }
 
-    /// Applies one command and appends it to the journal's buffer. Its outcome must not be
-    /// released before the next `commit` returns.
+    /// Applies one command and stages it for the journal. Its outcome must not be released
+    /// before `durable_sequence` reaches the command's sequence (`commit`, or `flush` and then
+    /// `wait_durable`).
     pub fn stage(&mut self, command: Command, timestamp_ns: i64) -> anyhow::Result<Outcome> {
         let sequence = self.engine.last_sequence() + 1;
         let envelope = Envelope { sequence, timestamp_ns, command };
         let outcome = self.engine.apply(&envelope)?;
-        self.scratch.clear();
-        envelope.encode_into(&mut self.scratch);
-        self.journal.append_command(sequence, &self.scratch)?;
+        self.staging.command(sequence, |out| envelope.encode_into(out));
         self.since_checkpoint += 1;
         self.since_state_hash += 1;
         self.since_snapshot += 1;
         if self.since_checkpoint >= self.options.checkpoint_interval {
             let with_state = self.since_state_hash >= self.options.state_hash_interval;
-            self.checkpoint(with_state)?;
+            self.checkpoint(with_state);
         }
         Ok(outcome)
     }
 
-    /// Makes everything staged durable (one `sync_data`), then snapshots if one is due.
-    /// Returns the durable sequence.
-    pub fn commit(&mut self) -> anyhow::Result<u64> {
-        let durable = self.journal.commit()?;
+    /// Hands everything staged to the journal writer without waiting for the disk (blocks only
+    /// while `writer_depth` batches are already queued), then snapshots if one is due. Returns
+    /// the last sequence staged, which `wait_durable` takes.
+    pub fn flush(&mut self) -> anyhow::Result<u64> {
+        self.send_staged()?;
         if self.options.snapshot_interval > 0
             && self.since_snapshot >= self.options.snapshot_interval
         {
-            self.snapshot_in_background();
+            // A snapshot is anchored on the chain after its last command: let the writer
+            // catch up first (one sync's wait, once per interval).
+            let durable = self.writer.wait_all()?;
+            self.snapshot_in_background(durable);
         }
-        Ok(durable)
+        Ok(self.engine.last_sequence())
+    }
+
+    fn send_staged(&mut self) -> Result<(), JournalError> {
+        if self.staging.is_empty() {
+            return Ok(());
+        }
+        let next = self.writer.batch();
+        let batch = std::mem::replace(&mut self.staging, next);
+        self.writer.send(batch)
+    }
+
+    /// The durable sequence now, without blocking.
+    pub fn poll_durable(&mut self) -> anyhow::Result<u64> {
+        Ok(self.writer.poll()?.sequence)
+    }
+
+    /// Blocks until `sequence` (already flushed) is durable; returns the durable sequence.
+    pub fn wait_durable(&mut self, sequence: u64) -> anyhow::Result<u64> {
+        Ok(self.writer.wait(sequence)?.sequence)
+    }
+
+    /// Makes everything staged durable (its batch joins any the writer is syncing), then
+    /// snapshots if one is due. Returns the durable sequence.
+    pub fn commit(&mut self) -> anyhow::Result<u64> {
+        self.flush()?;
+        Ok(self.writer.wait_all()?.sequence)
     }
 
     /// Takes a snapshot without holding up the tenant for its encoding and writing: the engine
     /// is copied here (a memory copy, a fraction of the cost) and a helper thread encodes,
     /// writes and prunes. A snapshot is an optimization of recovery, never the source of
     /// truth, so a failure is logged and the next interval tries again.
-    fn snapshot_in_background(&mut self) {
+    fn snapshot_in_background(&mut self, durable: Durable) {
         self.since_snapshot = 0;
         if self.snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
             return; // The previous one is still being written: skip this interval.
         }
+        debug_assert_eq!(durable.sequence, self.engine.last_sequence(), "invariant: caught up");
         let engine = self.engine.clone();
-        let chain = self.journal.last_chain();
+        let chain = durable.chain;
         let dir = self.snapshot_dir.clone();
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
             let sequence = engine.last_sequence();
@@ -288,23 +328,23 @@ impl TenantStore {
         self.snapshot_writer = spawned.ok();
     }
 
-    /// Appends a signed checkpoint (made durable by the next commit), carrying the engine's
-    /// state hash when `with_state` (all zeros otherwise: no state hash in this checkpoint).
-    pub fn checkpoint(&mut self, with_state: bool) -> anyhow::Result<()> {
+    /// Stages a signed checkpoint (the writer signs it; durable with the next commit),
+    /// carrying the engine's state hash when `with_state` (all zeros otherwise: no state hash
+    /// in this checkpoint).
+    pub fn checkpoint(&mut self, with_state: bool) {
         let state_hash = if with_state { self.engine.state_hash().0 } else { [0; 32] };
-        self.journal.append_checkpoint(&self.key, state_hash)?;
+        self.staging.checkpoint(state_hash);
         self.since_checkpoint = 0;
         if with_state {
             self.since_state_hash = 0;
         }
-        Ok(())
     }
 
     /// Commits, then writes a snapshot of the current state anchored at the journal's last
     /// record, and keeps only the newest `SNAPSHOTS_KEPT` snapshots.
     pub fn snapshot(&mut self) -> anyhow::Result<PathBuf> {
-        self.journal.commit()?;
-        let chain = self.journal.last_chain();
+        self.send_staged()?;
+        let chain = self.writer.wait_all()?.chain;
         let sequence = self.engine.last_sequence();
         let body = self.engine.snapshot();
         let path = keel_journal::write_snapshot(&self.snapshot_dir, sequence, &chain, &body)?;
@@ -320,9 +360,10 @@ impl TenantStore {
             let _ = writer.join();
         }
         if self.since_checkpoint > 0 || self.since_state_hash > 0 {
-            self.checkpoint(true)?;
+            self.checkpoint(true);
         }
-        self.journal.commit()?;
+        self.send_staged()?;
+        self.writer.close()?;
         Ok(self.engine)
     }
 }

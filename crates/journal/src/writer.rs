@@ -1,0 +1,408 @@
+//! Pipelined group commit. A writer thread owns the `Journal`; the tenant's shard hands it
+//! batches of encoded commands and goes on applying the next batch while this one is framed
+//! (CRC32C), chained (BLAKE3), written and synced. Everything the writer finds queued when it
+//! wakes goes into one `sync_data`, so a slow disk makes batches larger rather than the shard
+//! idle. Outcomes are still released only once `durable()` covers them.
+//!
+//! Order is the journal's: batches are appended in the order they were sent, and a command's
+//! sequence must follow the one before it, as for `Journal::append_command`.
+
+use std::sync::mpsc::{self, Receiver, RecvError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+
+use crate::error::JournalError;
+use crate::format::ChainHash;
+use crate::journal::Journal;
+use crate::keys::NodeKey;
+
+/// Commands (already encoded) and checkpoints for the writer, in journal order. Reused: the
+/// writer sends each batch back once it is durable, and `JournalWriter::batch` hands it out
+/// again, so the steady state allocates nothing.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    payloads: Vec<u8>,
+    records: Vec<Staged>,
+    commands: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Staged {
+    /// A command whose payload ends at `end` in `payloads` (and starts where the previous
+    /// command's ended).
+    Command { sequence: u64, end: usize },
+    /// A signed checkpoint after the commands before it; all zeros: no state hash.
+    Checkpoint { state_hash: [u8; 32] },
+}
+
+impl WriteBatch {
+    /// Appends a command; `encode` writes its payload to the end of the given buffer.
+    pub fn command(&mut self, sequence: u64, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.payloads);
+        self.records.push(Staged::Command { sequence, end: self.payloads.len() });
+        self.commands += 1;
+    }
+
+    /// Appends a checkpoint of `state_hash` (all zeros: the checkpoint carries none).
+    pub fn checkpoint(&mut self, state_hash: [u8; 32]) {
+        self.records.push(Staged::Checkpoint { state_hash });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Commands in the batch (checkpoints not counted).
+    pub fn commands(&self) -> usize {
+        self.commands
+    }
+
+    fn clear(&mut self) {
+        self.payloads.clear();
+        self.records.clear();
+        self.commands = 0;
+    }
+
+    fn append_to(&self, journal: &mut Journal, key: &NodeKey) -> Result<(), JournalError> {
+        let mut start = 0;
+        for staged in &self.records {
+            match *staged {
+                Staged::Command { sequence, end } => {
+                    journal.append_command(sequence, &self.payloads[start..end])?;
+                    start = end;
+                }
+                Staged::Checkpoint { state_hash } => journal.append_checkpoint(key, state_hash)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the journal stands on disk: every record up to `sequence` is durable and the chain
+/// after the last of them is `chain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub sequence: u64,
+    pub chain: ChainHash,
+}
+
+type Report = Result<(Durable, WriteBatch), JournalError>;
+
+/// The shard's handle on the writer thread.
+#[derive(Debug)]
+pub struct JournalWriter {
+    work: Option<SyncSender<WriteBatch>>,
+    done: Receiver<Report>,
+    thread: Option<JoinHandle<Journal>>,
+    durable: Durable,
+    /// Batches sent and not yet reported durable.
+    in_flight: usize,
+    spare: Vec<WriteBatch>,
+    /// Why the writer stopped, once it has: every later call fails with it.
+    failure: Option<String>,
+}
+
+impl JournalWriter {
+    /// Moves `journal` onto a writer thread. At most `depth` batches wait for it; sending more
+    /// blocks until it catches up (backpressure on the shard).
+    pub fn spawn(journal: Journal, key: NodeKey, depth: usize) -> Result<Self, JournalError> {
+        let durable = Durable { sequence: journal.durable_sequence(), chain: journal.last_chain() };
+        debug_assert_eq!(
+            journal.durable_sequence(),
+            journal.last_sequence(),
+            "invariant: a journal handed to a writer has nothing buffered"
+        );
+        let (work, queue) = mpsc::sync_channel::<WriteBatch>(depth.max(1));
+        let (report, done) = mpsc::channel::<Report>();
+        let name = format!("journal-{}", journal.tenant());
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || write_loop(journal, &key, &queue, &report))
+            .map_err(|source| JournalError::Io { path: "journal writer thread".into(), source })?;
+        Ok(Self {
+            work: Some(work),
+            done,
+            thread: Some(thread),
+            durable,
+            in_flight: 0,
+            spare: Vec::new(),
+            failure: None,
+        })
+    }
+
+    /// An empty batch to fill (a recycled one when there is one).
+    pub fn batch(&mut self) -> WriteBatch {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Hands `batch` to the writer. Blocks while `depth` batches are already waiting.
+    pub fn send(&mut self, batch: WriteBatch) -> Result<(), JournalError> {
+        self.check()?;
+        if batch.is_empty() {
+            self.spare.push(batch);
+            return Ok(());
+        }
+        let sent = self.work.as_ref().map(|work| work.send(batch));
+        match sent {
+            Some(Ok(())) => {
+                self.in_flight += 1;
+                Ok(())
+            }
+            // The writer is gone: its report says why.
+            _ => {
+                self.wait_report()?;
+                Err(self.stopped())
+            }
+        }
+    }
+
+    /// What is durable now, after taking every report already in (never blocks).
+    pub fn poll(&mut self) -> Result<Durable, JournalError> {
+        self.check()?;
+        while self.in_flight > 0 {
+            match self.done.try_recv() {
+                Ok(report) => self.take(report)?,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(self.lost()),
+            }
+        }
+        Ok(self.durable)
+    }
+
+    /// Blocks until everything up to `sequence` (which must have been sent) is durable.
+    pub fn wait(&mut self, sequence: u64) -> Result<Durable, JournalError> {
+        self.check()?;
+        while self.durable.sequence < sequence && self.in_flight > 0 {
+            self.wait_report()?;
+        }
+        Ok(self.durable)
+    }
+
+    /// Blocks until every batch sent is durable.
+    pub fn wait_all(&mut self) -> Result<Durable, JournalError> {
+        self.check()?;
+        while self.in_flight > 0 {
+            self.wait_report()?;
+        }
+        Ok(self.durable)
+    }
+
+    /// The last durable position known (see `poll` for a fresh one).
+    pub fn durable(&self) -> Durable {
+        self.durable
+    }
+
+    /// Batches sent and not yet durable.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Waits for everything sent, stops the thread and gives the journal back.
+    pub fn close(mut self) -> Result<Journal, JournalError> {
+        let waited = self.wait_all();
+        self.work = None; // The writer's queue closes: it returns once idle.
+        let journal = self.thread.take().and_then(|thread| thread.join().ok());
+        waited?;
+        journal.ok_or_else(|| JournalError::WriterStopped("the writer thread panicked".into()))
+    }
+
+    fn wait_report(&mut self) -> Result<(), JournalError> {
+        match self.done.recv() {
+            Ok(report) => self.take(report),
+            Err(RecvError) => Err(self.lost()),
+        }
+    }
+
+    fn take(&mut self, report: Report) -> Result<(), JournalError> {
+        match report {
+            Ok((durable, batch)) => {
+                self.in_flight -= 1;
+                self.durable = durable;
+                self.spare.push(batch);
+                Ok(())
+            }
+            Err(error) => {
+                self.failure = Some(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        match &self.failure {
+            Some(_) => Err(self.stopped()),
+            None => Ok(()),
+        }
+    }
+
+    fn stopped(&self) -> JournalError {
+        JournalError::WriterStopped(self.failure.clone().unwrap_or_else(|| "stopped".into()))
+    }
+
+    fn lost(&mut self) -> JournalError {
+        let reason = "the writer thread ended without a report (panicked)";
+        self.failure.get_or_insert_with(|| reason.into());
+        self.stopped()
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        // Close the queue and let the writer finish what it holds; nothing is acknowledged
+        // on its account unless a report said so.
+        self.work = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: takes everything queued, appends it in order, one commit, reports each
+/// batch. Stops at the first failure (the journal is poisoned then) after reporting it.
+fn write_loop(
+    mut journal: Journal,
+    key: &NodeKey,
+    queue: &Receiver<WriteBatch>,
+    report: &mpsc::Sender<Report>,
+) -> Journal {
+    let mut taken: Vec<WriteBatch> = Vec::new();
+    while let Ok(first) = queue.recv() {
+        taken.push(first);
+        while let Ok(next) = queue.try_recv() {
+            taken.push(next);
+        }
+        let written = taken
+            .iter()
+            .try_for_each(|batch| batch.append_to(&mut journal, key))
+            .and_then(|()| journal.commit());
+        match written {
+            Ok(sequence) => {
+                let durable = Durable { sequence, chain: journal.last_chain() };
+                for mut batch in taken.drain(..) {
+                    batch.clear();
+                    if report.send(Ok((durable, batch))).is_err() {
+                        return journal; // The shard is gone.
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = report.send(Err(error));
+                return journal;
+            }
+        }
+    }
+    journal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+    use crate::reader::read_journal;
+    use crate::scan::Trust;
+    use keel_domain::TenantId;
+
+    fn tenant() -> TenantId {
+        "writer".parse().expect("tenant")
+    }
+
+    fn key() -> NodeKey {
+        NodeKey::from_seed([3; 32])
+    }
+
+    fn open(dir: &std::path::Path) -> Journal {
+        Journal::open(dir, tenant(), JournalOptions::default()).expect("open").0
+    }
+
+    /// Many batches, sent faster than they sync, come out as one verified chain in order,
+    /// with the checkpoints where they were staged.
+    #[test]
+    fn batches_are_written_in_order_with_checkpoints() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 2).expect("spawn");
+        let mut sequence = 0;
+        for round in 0..50_u64 {
+            let mut batch = writer.batch();
+            for _ in 0..(1 + round % 7) {
+                sequence += 1;
+                batch.command(sequence, |out| out.extend_from_slice(&sequence.to_le_bytes()));
+            }
+            if round % 10 == 9 {
+                batch.checkpoint([round as u8; 32]);
+            }
+            writer.send(batch).expect("send");
+            if round % 3 == 0 {
+                assert!(writer.poll().expect("poll").sequence <= sequence);
+            }
+        }
+        let durable = writer.wait_all().expect("wait");
+        assert_eq!(durable.sequence, sequence);
+        assert_eq!(writer.in_flight(), 0);
+        let journal = writer.close().expect("close");
+        assert_eq!(journal.durable_sequence(), sequence);
+        assert_eq!(journal.last_chain(), durable.chain);
+
+        let (mut commands, mut checkpoints) = (0_u64, 0);
+        let trust = Trust::Key(key().verifying_key());
+        read_journal::<JournalError>(
+            dir.path(),
+            tenant(),
+            trust,
+            None,
+            |_| {},
+            |record| {
+                match record.kind {
+                    crate::RecordKind::Command => {
+                        commands += 1;
+                        assert_eq!(record.sequence, commands);
+                        assert_eq!(record.payload, commands.to_le_bytes());
+                    }
+                    crate::RecordKind::Checkpoint => checkpoints += 1,
+                }
+                Ok(())
+            },
+        )
+        .expect("read");
+        assert_eq!((commands, checkpoints), (sequence, 5));
+    }
+
+    /// `wait(sequence)` returns once that sequence is durable, not before.
+    #[test]
+    fn wait_covers_the_sequence() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
+        for sequence in 1..=10 {
+            let mut batch = writer.batch();
+            batch.command(sequence, |out| out.push(sequence as u8));
+            writer.send(batch).expect("send");
+        }
+        assert!(writer.wait(7).expect("wait").sequence >= 7);
+        assert_eq!(writer.wait_all().expect("wait").sequence, 10);
+        // An empty batch is not sent.
+        let empty = writer.batch();
+        writer.send(empty).expect("send empty");
+        assert_eq!(writer.in_flight(), 0);
+    }
+
+    /// A sequence out of order stops the writer; the failure is reported to every later call
+    /// and nothing after the failed batch becomes durable.
+    #[test]
+    fn a_failure_stops_the_writer_and_is_reported() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 1).expect("spawn");
+        let mut batch = writer.batch();
+        batch.command(1, |out| out.push(1));
+        writer.send(batch).expect("send");
+        assert_eq!(writer.wait(1).expect("durable").sequence, 1);
+        let mut bad = writer.batch();
+        bad.command(5, |out| out.push(5));
+        writer.send(bad).expect("sent before the writer sees it");
+        let error = writer.wait_all().expect_err("out of order");
+        assert!(error.to_string().contains("does not follow"), "{error}");
+        let again = writer.poll().expect_err("still stopped");
+        assert!(matches!(again, JournalError::WriterStopped(_)), "{again}");
+        let mut batch = writer.batch();
+        batch.command(2, |out| out.push(2));
+        assert!(writer.send(batch).is_err());
+        assert_eq!(writer.durable().sequence, 1);
+    }
+}
