@@ -161,12 +161,12 @@ fn durable_submit(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
-    for pipelined in [true, false] {
-        let name = if pipelined {
-            "mixed_1000_per_batch_pipelined"
-        } else {
-            "mixed_1000_per_commit_serial"
-        };
+    let cases = [
+        ("mixed_1000_per_batch_pipelined_reserved", true, true),
+        ("mixed_1000_per_batch_pipelined", true, false),
+        ("mixed_1000_per_commit_serial", false, false),
+    ];
+    for (name, pipelined, reserved) in cases {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 let mut elapsed = Duration::ZERO;
@@ -175,12 +175,26 @@ fn durable_submit(c: &mut Criterion) {
                     let count = remaining.min(stream.len());
                     let dir = scratch();
                     let data = DataDir::new(dir.path());
-                    let options = StoreOptions { snapshot_interval: 0, ..StoreOptions::default() };
+                    // Reserved: sized as `keel serve` sizes a tenant (see ServerConfig).
+                    let (trades, positions) = if reserved { (stream_len, 250_000) } else { (0, 0) };
+                    let options = StoreOptions {
+                        snapshot_interval: 0,
+                        reserve_trades: trades,
+                        reserve_positions: positions,
+                        ..StoreOptions::default()
+                    };
                     let (mut store, _) = TenantStore::open(&data, tenant(), options).expect("open");
                     store.submit(setup.iter().cloned().map(|c| (c, 0))).expect("setup");
                     let mut in_flight = std::collections::VecDeque::new();
                     let start = Instant::now();
                     for chunk in stream[..count].chunks(BATCH) {
+                        // As the shard does for each request.
+                        black_box(store.engine().probe(chunk.iter().filter_map(
+                            |e| match &e.command {
+                                keel_engine::Command::Trade(report) => Some(report),
+                                _ => None,
+                            },
+                        )));
                         let outcomes: Vec<_> = chunk
                             .iter()
                             .map(|e| store.stage(e.command.clone(), e.timestamp_ns).expect("stage"))

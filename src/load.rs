@@ -86,58 +86,84 @@ fn live_futures() -> Vec<(keel_domain::InstrumentId, Price)> {
 
 const ACCOUNTS: [&str; 5] = ["ACME-01", "ACME-02", "BRAVO-01", "CAPITAL-01", "HOUSE"];
 
-/// Builds one batch for connection `connection`, numbering reports from `*next`.
-fn batch(
+/// What one lane needs to make batches: parsed once, so that generating load costs little of
+/// the CPU it shares with the server.
+#[derive(Debug)]
+struct Generator {
     connection: usize,
-    next: &mut u64,
-    size: usize,
+    next: u64,
     new_percent: u32,
-    live: &mut Vec<String>,
-    futures: &[(keel_domain::InstrumentId, Price)],
-) -> Vec<Instruction> {
-    let today = crate::serve::today();
-    (0..size)
-        .map(|_| {
-            *next += 1;
-            let n = *next;
-            let report_id: keel_domain::ReportId = format!("L{connection}-{n}")
-                .parse()
-                .unwrap_or_else(|_| unreachable!("load report ids are valid"));
-            let (instrument, tick) = futures[(n as usize) % futures.len()];
-            let details = TradeDetails {
-                account: ACCOUNTS[(n as usize / 7) % ACCOUNTS.len()]
-                    .parse()
-                    .unwrap_or_else(|_| unreachable!("shipped account")),
-                instrument,
-                side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
-                quantity: Quantity::new(1 + (n % 5) as i64),
-                price: Price::from_nanos(tick.nanos() * (10_000 + (n % 200) as i64)),
-                trade_date: today,
-                venue: None,
-                executing_firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
-                clearing_firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
-                give_up_to: None,
-                position_effect: PositionEffect::Open,
-                average_price_group: None,
-                allocations: Vec::new(),
-            };
-            let roll = (n.wrapping_mul(2_654_435_761) % 100) as u32;
-            let action = if roll < new_percent || live.len() < 16 {
-                live.push(report_id.to_string());
-                TradeAction::New(details)
-            } else if roll < new_percent + (100 - new_percent) / 2 {
-                let target = live[(n as usize * 31) % live.len()]
-                    .parse()
-                    .unwrap_or_else(|_| unreachable!("id"));
-                TradeAction::Amend { target, details }
-            } else {
-                let index = (n as usize * 17) % live.len();
-                let target = live.swap_remove(index).parse().unwrap_or_else(|_| unreachable!("id"));
-                TradeAction::Cancel { target }
-            };
-            Instruction::Trade(TradeReport { report_id, action })
-        })
-        .collect()
+    /// Trades that can still be amended or cancelled.
+    live: Vec<keel_domain::ReportId>,
+    accounts: Vec<keel_domain::AccountId>,
+    firm: keel_domain::FirmId,
+    today: keel_domain::Date,
+    futures: Arc<Vec<(keel_domain::InstrumentId, Price)>>,
+    id: String,
+}
+
+impl Generator {
+    fn new(
+        connection: usize,
+        new_percent: u32,
+        futures: Arc<Vec<(keel_domain::InstrumentId, Price)>>,
+    ) -> Self {
+        let parse = |text: &str| text.parse().unwrap_or_else(|_| unreachable!("shipped account"));
+        Self {
+            connection,
+            next: 0,
+            new_percent,
+            live: Vec::new(),
+            accounts: ACCOUNTS.iter().map(|a| parse(a)).collect(),
+            firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
+            today: crate::serve::today(),
+            futures,
+            id: String::with_capacity(32),
+        }
+    }
+
+    /// The next `size` instructions: `new_percent`% new trades, the rest amends and cancels
+    /// of this lane's live trades.
+    fn batch(&mut self, size: usize) -> Vec<Instruction> {
+        (0..size).map(|_| self.instruction()).collect()
+    }
+
+    fn instruction(&mut self) -> Instruction {
+        use std::fmt::Write;
+        self.next += 1;
+        let n = self.next;
+        self.id.clear();
+        let _ = write!(self.id, "L{}-{n}", self.connection);
+        let report_id: keel_domain::ReportId =
+            self.id.parse().unwrap_or_else(|_| unreachable!("load report ids are valid"));
+        let (instrument, tick) = self.futures[(n as usize) % self.futures.len()];
+        let details = TradeDetails {
+            account: self.accounts[(n as usize / 7) % self.accounts.len()],
+            instrument,
+            side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+            quantity: Quantity::new(1 + (n % 5) as i64),
+            price: Price::from_nanos(tick.nanos() * (10_000 + (n % 200) as i64)),
+            trade_date: self.today,
+            venue: None,
+            executing_firm: self.firm,
+            clearing_firm: self.firm,
+            give_up_to: None,
+            position_effect: PositionEffect::Open,
+            average_price_group: None,
+            allocations: Vec::new(),
+        };
+        let roll = (n.wrapping_mul(2_654_435_761) % 100) as u32;
+        let live = &mut self.live;
+        let action = if roll < self.new_percent || live.len() < 16 {
+            live.push(report_id);
+            TradeAction::New(details)
+        } else if roll < self.new_percent + (100 - self.new_percent) / 2 {
+            TradeAction::Amend { target: live[(n as usize * 31) % live.len()], details }
+        } else {
+            TradeAction::Cancel { target: live.swap_remove((n as usize * 17) % live.len()) }
+        };
+        Instruction::Trade(TradeReport { report_id, action })
+    }
 }
 
 /// What the lanes share while a load runs.
@@ -283,16 +309,9 @@ struct Lane {
 
 impl Lane {
     async fn closed(self, deadline: Instant) {
-        let (mut next, mut live) = (0u64, Vec::new());
+        let mut generator = Generator::new(self.id, self.options.new_percent, self.futures.clone());
         while Instant::now() < deadline {
-            let work = batch(
-                self.id,
-                &mut next,
-                self.options.batch,
-                self.options.new_percent,
-                &mut live,
-                &self.futures,
-            );
+            let work = generator.batch(self.options.batch);
             let sent = Instant::now();
             let Ok(acks) = self.client.submit(work).await else { break };
             self.tally.record(&acks, sent.elapsed());
@@ -300,7 +319,7 @@ impl Lane {
     }
 
     async fn open(self, deadline: Instant, interval: Duration) {
-        let (mut next, mut live) = (0u64, Vec::new());
+        let mut generator = Generator::new(self.id, self.options.new_percent, self.futures.clone());
         let outstanding = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_OUTSTANDING_MAX));
         let start = tokio::time::Instant::now();
         let mut pending = Vec::new();
@@ -311,14 +330,7 @@ impl Lane {
             }
             tokio::time::sleep_until(intended).await;
             let Ok(permit) = outstanding.clone().acquire_owned().await else { break };
-            let work = batch(
-                self.id,
-                &mut next,
-                self.options.batch,
-                self.options.new_percent,
-                &mut live,
-                &self.futures,
-            );
+            let work = generator.batch(self.options.batch);
             let (client, tally) = (self.client.clone(), self.tally.clone());
             pending.push(tokio::spawn(async move {
                 if let Ok(acks) = client.submit(work).await {

@@ -24,6 +24,8 @@ pub fn store_options(config: &ServerConfig) -> StoreOptions {
     StoreOptions {
         checkpoint_interval: config.checkpoint_interval,
         snapshot_interval: config.snapshot_interval,
+        reserve_trades: config.reserve_trades,
+        reserve_positions: config.reserve_positions,
         ..StoreOptions::default()
     }
 }

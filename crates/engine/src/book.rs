@@ -57,6 +57,14 @@ impl PositionBook {
         self.keys.iter().copied().zip(&self.positions)
     }
 
+    /// Makes room for `positions` positions in all.
+    pub(crate) fn reserve(&mut self, positions: usize) {
+        let additional = positions.saturating_sub(self.positions.len());
+        self.keys.reserve(additional);
+        self.positions.reserve(additional);
+        self.index.reserve(additional);
+    }
+
     /// Rebuilds the index after deserialization.
     pub(crate) fn reindex(&mut self) {
         self.index = self.keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();

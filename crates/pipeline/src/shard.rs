@@ -27,7 +27,7 @@ pub struct ShardOptions {
 
 impl Default for ShardOptions {
     fn default() -> Self {
-        Self { queue_requests_max: 256, batch_commands_max: 20_000, in_flight_max: 4 }
+        Self { queue_requests_max: 256, batch_commands_max: 4_000, in_flight_max: 4 }
     }
 }
 
@@ -200,6 +200,11 @@ fn stage_submit(
 ) -> anyhow::Result<Answer> {
     use std::sync::atomic::Ordering::Relaxed;
     let mut acks = Vec::with_capacity(instructions.len());
+    // Bring the state these trades touch into cache first, with the misses overlapping.
+    std::hint::black_box(store.engine().probe(instructions.iter().filter_map(|i| match i {
+        Instruction::Trade(report) => Some(report),
+        _ => None,
+    })));
     // Taken, not cloned: the request only needs its reply channel from here on.
     for instruction in std::mem::take(instructions) {
         let command = match instruction {

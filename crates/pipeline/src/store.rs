@@ -81,6 +81,10 @@ pub struct StoreOptions {
     pub snapshot_interval: u64,
     /// Batches that may wait for the journal writer before `flush` blocks.
     pub writer_depth: usize,
+    /// The engine's tables are sized for this many trades and positions on open
+    /// (`Engine::reserve`): no growth stalls before the tenant reaches them.
+    pub reserve_trades: usize,
+    pub reserve_positions: usize,
     pub journal: JournalOptions,
 }
 
@@ -91,6 +95,8 @@ impl Default for StoreOptions {
             state_hash_interval: 1_000_000,
             snapshot_interval: 1_000_000,
             writer_depth: 4,
+            reserve_trades: 0,
+            reserve_positions: 0,
             journal: JournalOptions::default(),
         }
     }
@@ -162,6 +168,8 @@ impl TenantStore {
                 Some((engine, start, path)) => (engine, Some(start), Some((path, start.sequence))),
                 None => (Engine::new(tenant), None, None),
             };
+            // Sized before replay, so that neither replay nor the session grows the tables.
+            engine.reserve(options.reserve_trades, options.reserve_positions);
             let (mut replayed, mut checkpoints) = (0, 0);
             let result = replay_into(
                 &mut engine,

@@ -30,6 +30,11 @@ pub struct ServerConfig {
     pub checkpoint_interval: u64,
     /// A snapshot every so many commands per tenant.
     pub snapshot_interval: u64,
+    /// Each tenant's tables are sized at start for this many trades and positions, so the
+    /// session never stalls to grow them (address space is reserved; memory is only used as
+    /// it fills).
+    pub reserve_trades: usize,
+    pub reserve_positions: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +51,8 @@ impl Default for ServerConfig {
             write_timeout_ms: 30_000,
             checkpoint_interval: 10_000,
             snapshot_interval: 1_000_000,
+            reserve_trades: 1_000_000,
+            reserve_positions: 250_000,
         }
     }
 }
@@ -89,6 +96,8 @@ impl ServerConfig {
             "write_timeout_ms" => self.write_timeout_ms = value.parse()?,
             "checkpoint_interval" => self.checkpoint_interval = value.parse()?,
             "snapshot_interval" => self.snapshot_interval = value.parse()?,
+            "reserve_trades" => self.reserve_trades = value.parse()?,
+            "reserve_positions" => self.reserve_positions = value.parse()?,
             // Variables for other tools (KEEL_LOG, ...) are not the server's.
             _ => {}
         }

@@ -75,6 +75,13 @@ enum Instruction {
 }
 
 impl Capture {
+    /// Makes room for `trades` trades in all (report ids and trade records), so that a tenant
+    /// sized for its volume never grows its tables (a copy and a rehash) in mid-session.
+    pub fn reserve_trades(&mut self, trades: usize) {
+        self.trades.reserve(trades.saturating_sub(self.trades.len()));
+        self.reports.reserve(trades.saturating_sub(self.reports.len()));
+    }
+
     pub fn reference(&self) -> &Reference {
         &self.reference
     }

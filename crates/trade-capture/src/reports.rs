@@ -69,6 +69,13 @@ impl ReportTable {
         &self.records
     }
 
+    /// Makes room for `additional` more records without growing the arena or the index.
+    pub fn reserve(&mut self, additional: usize) {
+        self.records.reserve(additional);
+        let records = &self.records;
+        self.index.reserve(additional, |&at| hash(&records[at as usize].id));
+    }
+
     /// Rebuilds the index after deserialization.
     pub fn reindex(&mut self) {
         let mut index = HashTable::with_capacity(self.records.len());
