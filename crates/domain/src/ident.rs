@@ -35,19 +35,30 @@ pub struct InlineStr<const N: usize> {
 
 impl<const N: usize> InlineStr<N> {
     fn new_checked(kind: &'static str, value: &str) -> Result<Self, IdentError> {
+        Self::from_bytes_checked(kind, value.as_bytes())
+    }
+
+    /// As `new_checked`, from bytes: the identifier alphabet is ASCII, so bytes that pass are
+    /// valid UTF-8 without a separate check.
+    fn from_bytes_checked(kind: &'static str, value: &[u8]) -> Result<Self, IdentError> {
         const { assert!(N <= u8::MAX as usize, "invariant: inline string length fits a u8") };
+        let text = || String::from_utf8_lossy(value).into_owned();
         if value.is_empty() {
             return Err(IdentError::Empty { kind });
         }
         if value.len() > N {
-            return Err(IdentError::TooLong { kind, value: value.to_owned(), max: N });
+            return Err(IdentError::TooLong { kind, value: text(), max: N });
         }
-        if !value.bytes().all(is_ident_byte) {
-            return Err(IdentError::BadCharacter { kind, value: value.to_owned() });
+        if !value.iter().all(|&byte| is_ident_byte(byte)) {
+            return Err(IdentError::BadCharacter { kind, value: text() });
         }
         let mut bytes = [0u8; N];
-        bytes[..value.len()].copy_from_slice(value.as_bytes());
+        bytes[..value.len()].copy_from_slice(value);
         Ok(Self { bytes, len: value.len() as u8 })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 
     fn as_str(&self) -> &str {
@@ -98,7 +109,13 @@ macro_rules! identifier {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
+                // Binary formats take the bytes: bincode writes a string and a byte string
+                // identically (length, then bytes), and this skips a UTF-8 check per field.
+                if serializer.is_human_readable() {
+                    serializer.serialize_str(self.as_str())
+                } else {
+                    serializer.serialize_bytes(self.0.as_bytes())
+                }
             }
         }
 
@@ -115,8 +132,15 @@ macro_rules! identifier {
                     fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<$name, E> {
                         $name::new_checked(value).map_err(E::custom)
                     }
+                    fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<$name, E> {
+                        InlineStr::from_bytes_checked($kind, value).map($name).map_err(E::custom)
+                    }
                 }
-                deserializer.deserialize_str(Visitor)
+                if deserializer.is_human_readable() {
+                    deserializer.deserialize_str(Visitor)
+                } else {
+                    deserializer.deserialize_bytes(Visitor)
+                }
             }
         }
     };
@@ -197,7 +221,21 @@ mod tests {
         let id = InstrumentId::new_checked("ESZ6-C6000").unwrap();
         let bytes = bincode::serialize(&id).unwrap();
         assert_eq!(bincode::deserialize::<InstrumentId>(&bytes).unwrap(), id);
-        let bad = bincode::serialize("no spaces").unwrap();
-        assert!(bincode::deserialize::<InstrumentId>(&bad).is_err());
+        // Binary formats carry the bytes: the same encoding as the string (length, bytes).
+        assert_eq!(bytes, bincode::serialize("ESZ6-C6000").unwrap());
+        let table: [(&[u8], &str); 4] = [
+            (b"no spaces", "outside"),
+            (b"", "is empty"),
+            (&[0xff, 0x41], "outside"),
+            (&[b'A'; 25], "longer than 24"),
+        ];
+        for (input, error) in table {
+            // A `Vec<u8>` encodes as a byte string does in bincode: length, then bytes.
+            let bad = bincode::serialize(&input.to_vec()).unwrap();
+            let got = bincode::deserialize::<InstrumentId>(&bad).unwrap_err().to_string();
+            assert!(got.contains(error), "{input:?}: {got}");
+        }
+        // Text formats carry the string.
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"ESZ6-C6000\"");
     }
 }

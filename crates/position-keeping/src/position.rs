@@ -287,9 +287,7 @@ impl Position {
     /// is exactly the position that never saw it.
     pub fn reverse(&mut self, terms: Terms, id: BookingId) -> Result<Booking, PositionError> {
         let index = self
-            .entries
-            .binary_search_by_key(&id.0, |entry| entry.id)
-            .ok()
+            .find(id.0)
             .filter(|&index| !self.entries[index].reversed)
             .ok_or(PositionError::UnknownBooking(id))?;
         let removed = self.entries[index];
@@ -321,6 +319,33 @@ impl Position {
             *self = self.compacted();
         }
         Ok(removed.booking())
+    }
+
+    /// The index of booking `id`. Booking ids increase through the tenant's history, so in a
+    /// long position they are spread about evenly: a few interpolation steps land next to the
+    /// entry where a binary search would take a cache miss per halving of a multi-megabyte
+    /// array; a binary search finishes whatever range is left.
+    fn find(&self, id: u64) -> Option<usize> {
+        let entries = &self.entries[..];
+        let (mut low, mut high) = (0, entries.len());
+        for _ in 0..4 {
+            if high - low <= 16 {
+                break;
+            }
+            let (first, last) = (entries[low].id, entries[high - 1].id);
+            if id < first || id > last {
+                return None;
+            }
+            let span = u128::from(last - first).max(1);
+            let offset = u128::from(id - first) * (high - 1 - low) as u128 / span;
+            let guess = low + offset as usize;
+            match entries[guess].id.cmp(&id) {
+                std::cmp::Ordering::Equal => return Some(guess),
+                std::cmp::Ordering::Less => low = guess + 1,
+                std::cmp::Ordering::Greater => high = guess,
+            }
+        }
+        entries[low..high].binary_search_by_key(&id, |entry| entry.id).ok().map(|at| low + at)
     }
 
     /// The same position without tombstones: the live entries (their open quantities are

@@ -343,3 +343,37 @@ proptest! {
         }
     }
 }
+
+/// `find` (interpolation, then binary search) on evenly and unevenly spread booking ids, for
+/// every id present and for ids between, below and above them.
+#[test]
+fn find_locates_every_booking_however_ids_are_spread() {
+    let spreads: [(&str, Vec<u64>); 5] = [
+        ("consecutive", (1..=1_000).collect()),
+        ("strided", (1..=1_000).map(|n| n * 7).collect()),
+        ("clustered", (1..=500).chain(1_000_000..1_000_500).collect()),
+        ("geometric", (0..60).map(|n| 1_u64 << n).collect()),
+        ("short", vec![5, 9, 12]),
+    ];
+    for (name, ids) in spreads {
+        let mut position = Position::new();
+        for &id in &ids {
+            let booking = Booking {
+                id: BookingId(id),
+                side: Buy,
+                quantity: Quantity::new(1),
+                price: price("100"),
+                effect: Open,
+            };
+            position.book(terms(PositionMode::Net), booking).unwrap();
+        }
+        for (index, &id) in ids.iter().enumerate() {
+            assert_eq!(position.find(id), Some(index), "{name}: id {id}");
+            if !ids.contains(&(id + 1)) {
+                assert_eq!(position.find(id + 1), None, "{name}: id {} is absent", id + 1);
+            }
+        }
+        assert_eq!(position.find(0), None, "{name}: below");
+        assert_eq!(position.find(u64::MAX), None, "{name}: above");
+    }
+}
