@@ -59,6 +59,9 @@ pub struct LoadReport {
     pub latency_us: hdrhistogram::Histogram<u64>,
     /// Instructions acknowledged in each second of the run.
     pub per_second: Vec<u64>,
+    /// The worst batch latency acknowledged in each second of the run, in microseconds: where
+    /// in the run a tail comes from.
+    pub max_latency_us_per_second: Vec<u64>,
     /// Offered instructions per second (open loop).
     pub offered: Option<f64>,
 }
@@ -174,6 +177,7 @@ struct Tally {
     rejected: AtomicU64,
     latency_us: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
     per_second: Vec<AtomicU64>,
+    max_latency_us: Vec<AtomicU64>,
     started: Instant,
 }
 
@@ -185,10 +189,14 @@ impl Tally {
             acks.iter().filter(|a| matches!(a, AckResult::Rejected { .. })).count() as u64;
         self.accepted.fetch_add(count - rejected, Ordering::Relaxed);
         self.rejected.fetch_add(rejected, Ordering::Relaxed);
-        let _ = self.latency_us.lock().record(latency.as_micros().max(1) as u64);
+        let micros = latency.as_micros().max(1) as u64;
+        let _ = self.latency_us.lock().record(micros);
         let second = self.started.elapsed().as_secs() as usize;
         if let Some(slot) = self.per_second.get(second) {
             slot.fetch_add(count, Ordering::Relaxed);
+        }
+        if let Some(slot) = self.max_latency_us.get(second) {
+            slot.fetch_max(micros, Ordering::Relaxed);
         }
     }
 }
@@ -232,6 +240,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         rejected: AtomicU64::new(0),
         latency_us: parking_lot::Mutex::new(histogram),
         per_second: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
+        max_latency_us: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
         started: Instant::now(),
     });
     let deadline = tally.started + options.duration;
@@ -287,6 +296,12 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         latency_us,
         per_second: tally
             .per_second
+            .iter()
+            .take(seconds)
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+        max_latency_us_per_second: tally
+            .max_latency_us
             .iter()
             .take(seconds)
             .map(|c| c.load(Ordering::Relaxed))

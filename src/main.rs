@@ -339,6 +339,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             svg,
             json,
         } => {
+            // The server's logs (snapshots, state hashes, with their durations) on request.
+            if std::env::var_os("KEEL_LOG").is_some() {
+                init_logging();
+            }
             let mode = match rate {
                 Some(rate) => keel::load::Mode::Open { rate },
                 None => keel::load::Mode::Closed { in_flight },
@@ -375,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
                     "per_second": report.per_second,
+                    "max_latency_us_per_second": report.max_latency_us_per_second,
                 })
                 .to_string()
                     + "\n"
