@@ -2,7 +2,9 @@
 # Side-by-side reference run on this machine, in one go (docs/benchmarks.md):
 #   1. the disk's fsync rate (pg_test_fsync, Debian postgresql-15),
 #   2. Redis in memory and with appendfsync always (redis-benchmark -t set -P 64 -c 8),
+#   1b. the disk's fdatasync latency percentiles (what an ack after fsync cannot beat),
 #   3. keel load closed loop against an in-process keel server with comparable concurrency,
+#   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles),
 # then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
 # Usage: scripts/bench-compare.sh [SECONDS]   (installs its Debian packages when missing)
 set -euo pipefail
@@ -27,6 +29,19 @@ echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $(uname -r)"
 echo "== 1. disk: pg_test_fsync (8 kB writes, fdatasync)"
 fsync=$(/usr/lib/postgresql/15/bin/pg_test_fsync -s 3 -f "$work/pgtest" | awk '/^ +fdatasync/ {print $2; exit}')
 echo "fdatasync: ${fsync} ops/s"
+echo "== 1b. disk: fdatasync latency (20 kB appends, one sync every 2 ms, 8 s): the floor under P4"
+python3 - "$work/fsync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+latencies, end = [], time.time() + 8
+while time.time() < end:
+    os.write(fd, b"x" * 20000)
+    started = time.perf_counter(); os.fdatasync(fd); latencies.append(time.perf_counter() - started)
+    time.sleep(0.002)
+latencies.sort(); n = len(latencies)
+q = lambda p: latencies[min(n - 1, int(n * p))] * 1e3
+print(f"fdatasync latency over {n} syncs: p50 {q(0.5):.2f} ms, p99 {q(0.99):.2f} ms, p99.9 {q(0.999):.2f} ms, max {latencies[-1] * 1e3:.2f} ms")
+PY
 
 redis_rate() { # port requests -> SET/s
   redis-benchmark -h 127.0.0.1 -p "$1" -t set -P 64 -c 8 -n "$2" -q 2>/dev/null | tr '\r' '\n' | awk '/^SET:/ {print $2}' | tail -1
@@ -56,6 +71,17 @@ rate() { python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["achie
 keel_one=$(rate "$one"); keel_two=$(rate "$two")
 echo "keel, 1 tenant: ${keel_one} instructions/s"
 echo "keel, 2 tenants: ${keel_two} instructions/s"
+
+echo "== 4. keel open loop at half the 1-tenant closed-loop rate (P4: p99 < 1 ms, p99.9 < 5 ms)"
+half=$(( keel_one / 2 ))
+open=$(./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)
+python3 - "$open" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1]); l = d["batch_latency_us"]
+print(f"offered {d['offered_per_s']:.0f}/s, achieved {d['achieved_per_s']:.0f}/s: p50 {l['p50']} us, "
+      f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us")
+print(f"worst batch latency in each second (us): {d['max_latency_us_per_second']}")
+PY
 
 echo "== ratios (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
 python3 - "$keel_one" "$keel_two" "$aof" "$memory" <<'PY'

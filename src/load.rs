@@ -246,6 +246,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let deadline = tally.started + options.duration;
     let progress = progress_task(tally.clone(), options.progress, options.duration);
     let mut lanes = Vec::new();
+    let mut open_lanes = Vec::new();
     for connection in 0..options.connections.max(1) {
         let (tenant, secret) = credentials[connection % credentials.len()].clone();
         let client = Arc::new(Client::connect(address, tenant, &secret, "keel load").await?);
@@ -262,19 +263,18 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
                     lanes.push(tokio::spawn(work.closed(deadline)));
                 }
             }
-            Mode::Open { rate } => {
-                let per_connection = rate / options.connections.max(1) as f64;
-                let interval =
-                    Duration::from_secs_f64(options.batch as f64 / per_connection.max(1e-9));
-                let work = Lane {
-                    id: connection * 1_000,
-                    client: client.clone(),
-                    futures: futures.clone(),
-                    tally: tally.clone(),
-                    options: options.clone(),
-                };
-                lanes.push(tokio::spawn(work.open(deadline, interval)));
+            Mode::Open { .. } => {
+                let generator =
+                    Generator::new(connection * 1_000, options.new_percent, futures.clone());
+                open_lanes.push((client, generator));
             }
+        }
+    }
+    if let Mode::Open { rate } = options.mode {
+        let pacer = Pacer { lanes: open_lanes, tally: tally.clone(), batch: options.batch, rate };
+        let handle = tokio::runtime::Handle::current();
+        for task in tokio::task::spawn_blocking(move || pacer.run(&handle, deadline)).await? {
+            lanes.push(task);
         }
     }
     for lane in lanes {
@@ -332,31 +332,55 @@ impl Lane {
             self.tally.record(&acks, sent.elapsed());
         }
     }
+}
 
-    async fn open(self, deadline: Instant, interval: Duration) {
-        let mut generator = Generator::new(self.id, self.options.new_percent, self.futures.clone());
-        let outstanding = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_OUTSTANDING_MAX));
-        let start = tokio::time::Instant::now();
-        let mut pending = Vec::new();
-        for index in 0u32.. {
-            let intended = start + interval * index;
-            if intended.into_std() >= deadline {
+/// Open loop: one thread paces every connection's batches on a single schedule (batch /
+/// rate apart, round robin over the connections), sleeping with the operating system's
+/// high-resolution timer rather than the async runtime's millisecond wheel, whose rounding
+/// would otherwise be charged to every batch. Each batch is submitted by its own task, so a
+/// slow acknowledgement never delays the next send; latency runs from the intended send time.
+struct Pacer {
+    lanes: Vec<(Arc<Client>, Generator)>,
+    tally: Arc<Tally>,
+    batch: usize,
+    rate: f64,
+}
+
+impl Pacer {
+    fn run(
+        mut self,
+        runtime: &tokio::runtime::Handle,
+        deadline: Instant,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let outstanding = Arc::new(tokio::sync::Semaphore::new(
+            OPEN_LOOP_OUTSTANDING_MAX * self.lanes.len().max(1),
+        ));
+        let interval = Duration::from_secs_f64(self.batch as f64 / self.rate.max(1e-9));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for index in 0_u64.. {
+            let intended = start + interval.mul_f64(index as f64);
+            if intended >= deadline || self.lanes.is_empty() {
                 break;
             }
-            tokio::time::sleep_until(intended).await;
-            let Ok(permit) = outstanding.clone().acquire_owned().await else { break };
-            let work = generator.batch(self.options.batch);
-            let (client, tally) = (self.client.clone(), self.tally.clone());
-            pending.push(tokio::spawn(async move {
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            // Waiting here is still charged: the latency clock started at `intended`.
+            let Ok(permit) = runtime.block_on(outstanding.clone().acquire_owned()) else { break };
+            let lane = index as usize % self.lanes.len();
+            let (client, generator) = &mut self.lanes[lane];
+            let work = generator.batch(self.batch);
+            let (client, tally) = (client.clone(), self.tally.clone());
+            tasks.push(runtime.spawn(async move {
                 if let Ok(acks) = client.submit(work).await {
                     tally.record(&acks, intended.elapsed());
                 }
                 drop(permit);
             }));
         }
-        for task in pending {
-            let _ = task.await;
-        }
+        tasks
     }
 }
 
