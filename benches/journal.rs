@@ -152,6 +152,8 @@ fn replay(c: &mut Criterion) {
 /// P1: capture + positions + journal with group commit, in process, durable before the
 /// outcomes are released. `pipelined` is the shard's way (apply the next batch while the writer
 /// syncs the previous one; at most 4 batches in flight); `serial` waits for each commit.
+/// `two_tenants`: two tenants on two threads (each a shard with its own journal writer), the
+/// stream split between them; the figure is commands of both per second of wall time.
 fn durable_submit(c: &mut Criterion) {
     let stream_len = 1_000_000;
     let setup = support::setup_commands(ACCOUNTS, INSTRUMENTS);
@@ -162,58 +164,31 @@ fn durable_submit(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(30));
     let cases = [
-        ("mixed_1000_per_batch_pipelined_reserved", true, true),
-        ("mixed_1000_per_batch_pipelined", true, false),
-        ("mixed_1000_per_commit_serial", false, false),
+        ("mixed_1000_per_batch_pipelined_reserved", 1, true, true),
+        ("two_tenants_mixed_1000_per_batch_pipelined_reserved", 2, true, true),
+        ("mixed_1000_per_batch_pipelined", 1, true, false),
+        ("mixed_1000_per_commit_serial", 1, false, false),
     ];
-    for (name, pipelined, reserved) in cases {
+    for (name, tenants, pipelined, reserved) in cases {
         group.bench_function(name, |bencher| {
             bencher.iter_custom(|iterations| {
                 let mut elapsed = Duration::ZERO;
                 let mut remaining = iterations as usize;
                 while remaining > 0 {
-                    let count = remaining.min(stream.len());
-                    let dir = scratch();
-                    let data = DataDir::new(dir.path());
-                    // Reserved: sized as `keel serve` sizes a tenant (see ServerConfig).
-                    let (trades, positions) = if reserved { (stream_len, 250_000) } else { (0, 0) };
-                    let options = StoreOptions {
-                        snapshot_interval: 0,
-                        reserve_trades: trades,
-                        reserve_positions: positions,
-                        ..StoreOptions::default()
-                    };
-                    let (mut store, _) = TenantStore::open(&data, tenant(), options).expect("open");
-                    store.submit(setup.iter().cloned().map(|c| (c, 0))).expect("setup");
-                    let mut in_flight = std::collections::VecDeque::new();
-                    let start = Instant::now();
-                    for chunk in stream[..count].chunks(BATCH) {
-                        // As the shard does for each request.
-                        black_box(store.engine().probe(chunk.iter().filter_map(
-                            |e| match &e.command {
-                                keel_engine::Command::Trade(report) => Some(report),
-                                _ => None,
-                            },
-                        )));
-                        let outcomes: Vec<_> = chunk
-                            .iter()
-                            .map(|e| store.stage(e.command.clone(), e.timestamp_ns).expect("stage"))
+                    let count = remaining.min(stream.len() * tenants);
+                    let share = count.div_ceil(tenants);
+                    let wall = std::thread::scope(|scope| {
+                        let runs: Vec<_> = (0..tenants)
+                            .map(|index| {
+                                let slice = &stream[..share.min(count - index * share)];
+                                let setup = &setup;
+                                scope
+                                    .spawn(move || submit_stream(setup, slice, pipelined, reserved))
+                            })
                             .collect();
-                        if pipelined {
-                            in_flight.push_back((store.flush().expect("flush"), outcomes));
-                            if in_flight.len() > 4 {
-                                let (sequence, outcomes) = in_flight.pop_front().expect("oldest");
-                                store.wait_durable(sequence).expect("durable");
-                                black_box(outcomes);
-                            }
-                        } else {
-                            store.commit().expect("commit");
-                            black_box(outcomes);
-                        }
-                    }
-                    store.commit().expect("commit");
-                    black_box(in_flight);
-                    elapsed += start.elapsed();
+                        runs.into_iter().map(|run| run.join().expect("tenant")).max()
+                    });
+                    elapsed += wall.unwrap_or_default();
                     remaining -= count;
                 }
                 elapsed
@@ -221,6 +196,55 @@ fn durable_submit(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// One tenant: a fresh store with the setup applied, then `stream` in batches of `BATCH` as
+/// the shard submits them. Returns the time for the stream alone.
+fn submit_stream(
+    setup: &[keel_engine::Command],
+    stream: &[keel_engine::Envelope],
+    pipelined: bool,
+    reserved: bool,
+) -> Duration {
+    let dir = scratch();
+    let data = DataDir::new(dir.path());
+    // Reserved: sized as `keel serve` sizes a tenant (see ServerConfig).
+    let (trades, positions) = if reserved { (1_000_000, 250_000) } else { (0, 0) };
+    let options = StoreOptions {
+        snapshot_interval: 0,
+        reserve_trades: trades,
+        reserve_positions: positions,
+        ..StoreOptions::default()
+    };
+    let (mut store, _) = TenantStore::open(&data, tenant(), options).expect("open");
+    store.submit(setup.iter().cloned().map(|c| (c, 0))).expect("setup");
+    let mut in_flight = std::collections::VecDeque::new();
+    let start = Instant::now();
+    for chunk in stream.chunks(BATCH) {
+        // As the shard does for each request.
+        black_box(store.engine().probe(chunk.iter().filter_map(|e| match &e.command {
+            keel_engine::Command::Trade(report) => Some(report),
+            _ => None,
+        })));
+        let outcomes: Vec<_> = chunk
+            .iter()
+            .map(|e| store.stage(e.command.clone(), e.timestamp_ns).expect("stage"))
+            .collect();
+        if pipelined {
+            in_flight.push_back((store.flush().expect("flush"), outcomes));
+            if in_flight.len() > 4 {
+                let (sequence, outcomes) = in_flight.pop_front().expect("oldest");
+                store.wait_durable(sequence).expect("durable");
+                black_box(outcomes);
+            }
+        } else {
+            store.commit().expect("commit");
+            black_box(outcomes);
+        }
+    }
+    store.commit().expect("commit");
+    black_box(in_flight);
+    start.elapsed()
 }
 
 criterion_group!(benches, append, read_verify, replay, durable_submit);
