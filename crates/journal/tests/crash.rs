@@ -28,13 +28,18 @@ fn payload(sequence: u64) -> Vec<u8> {
     bytes
 }
 
-/// The child: append forever, printing what is durable after every commit.
+/// The child: append forever, printing what is durable after every commit. With
+/// `KEEL_CRASH_PIPELINED` set it goes through `JournalWriter` (the server's pipelined group
+/// commit): batches are sent ahead and a sequence is printed only once the writer reports it.
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var("KEEL_CRASH_CHILD") else { return };
     let options = JournalOptions { segment_bytes_max: SEGMENT_BYTES, backup_dir: None };
     let (mut journal, _) = Journal::open(Path::new(&dir), tenant(), options).unwrap();
     let key = NodeKey::from_seed([3; 32]);
+    if std::env::var_os("KEEL_CRASH_PIPELINED").is_some() {
+        pipelined_child(journal, key);
+    }
     let mut rng = journal.last_sequence().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let stdout = std::io::stdout();
     loop {
@@ -56,6 +61,31 @@ fn crash_child() {
     }
 }
 
+fn pipelined_child(journal: Journal, key: NodeKey) -> ! {
+    let mut sequence = journal.last_sequence();
+    let mut rng = sequence.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut writer = keel_journal::JournalWriter::spawn(journal, key, 3).unwrap();
+    let stdout = std::io::stdout();
+    loop {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut batch = writer.batch();
+        for _ in 0..1 + rng % 300 {
+            sequence += 1;
+            batch.command(sequence, |out| out.extend_from_slice(&payload(sequence)));
+            if sequence.is_multiple_of(997) {
+                batch.checkpoint([(sequence % 251) as u8; 32]);
+            }
+        }
+        writer.send(batch).unwrap();
+        let durable = if rng.is_multiple_of(4) { writer.wait_all() } else { writer.poll() };
+        let mut out = stdout.lock();
+        writeln!(out, "durable {}", durable.unwrap().sequence).unwrap();
+        out.flush().unwrap();
+    }
+}
+
 #[test]
 fn kill_9_never_loses_a_durable_record() {
     let rounds: u32 =
@@ -73,6 +103,8 @@ fn kill_9_never_loses_a_durable_record() {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
             .env("KEEL_CRASH_CHILD", dir.path())
+            // Odd rounds: the pipelined writer the server uses.
+            .env(if round % 2 == 1 { "KEEL_CRASH_PIPELINED" } else { "KEEL_CRASH_UNUSED" }, "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
