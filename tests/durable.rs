@@ -217,3 +217,90 @@ fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
     );
     assert!(report.engine.last_sequence() < store.engine().last_sequence());
 }
+
+/// Automatic snapshots and state hashes on the pipelined path: both are taken as the tenant
+/// grows, spaced at least the configured interval and at least the tenant's size in trades
+/// apart (so their whole-state cost per command stays constant), and a reopen starts from the
+/// newest snapshot and reaches the same state hash.
+#[test]
+fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
+    use keel_domain::TradeAction;
+    use keel_engine::Command as EngineCommand;
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let store_options = StoreOptions {
+        checkpoint_interval: 10,
+        state_hash_interval: 40,
+        snapshot_interval: 100,
+        ..StoreOptions::default()
+    };
+    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    // A trade from the example file, booked again and again under new report ids.
+    let template = keel::tradefile::parse_trade_file(trades())
+        .unwrap()
+        .into_iter()
+        .find_map(|row| match row.command {
+            Ok(EngineCommand::Trade(report)) if matches!(report.action, TradeAction::New(_)) => {
+                Some(report)
+            }
+            _ => None,
+        })
+        .unwrap();
+    let (mut store, _) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
+    let first = store.engine().last_sequence();
+    for n in 0..4_000 {
+        let mut report = template.clone();
+        report.report_id = format!("GROW-{n}").parse().unwrap();
+        assert!(store.stage(EngineCommand::Trade(report), 0).unwrap().is_accepted());
+        if n % 37 == 36 {
+            let staged = store.flush().unwrap();
+            if n % 3 == 0 {
+                assert_eq!(store.wait_durable(staged).unwrap(), staged);
+            }
+        }
+    }
+    let engine = store.close().unwrap();
+    let (last, expected) = (engine.last_sequence(), engine.state_hash());
+
+    // State hashes in the journal, with the tenant's size in trades when each was taken.
+    let mut hashed: Vec<(u64, usize)> = Vec::new();
+    let mut replayed = keel_engine::Engine::new(demo());
+    let trust = keel_journal::Trust::Key(
+        keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
+    );
+    keel_pipeline::store::replay_into(
+        &mut replayed,
+        &data.journal_dir(demo()),
+        trust,
+        None,
+        |_| {},
+        |record, engine| {
+            if record.kind == keel_journal::RecordKind::Checkpoint
+                && keel_journal::Checkpoint::decode(record.payload).unwrap().state_hash != [0; 32]
+                && record.sequence > first
+            {
+                hashed.push((record.sequence, engine.capture().trades().len()));
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(replayed.state_hash(), expected);
+    let (closing, during) = hashed.split_last().unwrap();
+    assert_eq!(closing.0, last, "the close carries a state hash");
+    assert!(during.len() >= 3, "state hashes while growing: {hashed:?}");
+    for pair in during.windows(2) {
+        let ((before, size), (after, _)) = (pair[0], pair[1]);
+        let gap = after - before;
+        assert!(gap >= 40 && gap + 10 >= size as u64, "{before} -> {after} at {size} trades");
+    }
+    // Fixed spacing would have hashed every 40 commands.
+    assert!((during.len() as u64) < (last - first) / 40 / 4, "{hashed:?}");
+
+    let snapshots = keel_journal::list_snapshots(&data.snapshot_dir(demo())).unwrap();
+    assert_eq!(snapshots.len(), keel_pipeline::store::SNAPSHOTS_KEPT, "{snapshots:?}");
+    let (store, recovery) = TenantStore::open(&data, demo(), store_options).unwrap();
+    let (_, from) = recovery.snapshot.clone().unwrap();
+    assert!(from > first, "the newest snapshot was taken while growing: {recovery:?}");
+    assert_eq!(recovery.commands_replayed, last - from);
+    assert_eq!(store.engine().state_hash(), expected);
+}

@@ -73,11 +73,12 @@ pub struct StoreOptions {
     /// A signed checkpoint of the chain after this many commands: bounds how much of the
     /// journal a forger without the node key could rewrite unnoticed. Cheap (one signature).
     pub checkpoint_interval: u64,
-    /// Every this many commands a checkpoint also carries the engine's state hash, which
-    /// replay must reproduce. Costs a pass over the whole state, so much rarer; the close of a
-    /// store always carries one.
+    /// Every this many commands (or the tenant's size in trades, if larger) a checkpoint also
+    /// carries the engine's state hash, which replay must reproduce. Costs a pass over the
+    /// whole state, so much rarer; the close of a store always carries one.
     pub state_hash_interval: u64,
-    /// A snapshot after this many commands (0: only on request).
+    /// A snapshot after this many commands, or the tenant's size in trades if larger (0: only
+    /// on request).
     pub snapshot_interval: u64,
     /// Batches that may wait for the journal writer before `flush` blocks.
     pub writer_depth: usize,
@@ -130,6 +131,11 @@ pub struct TenantStore {
     since_checkpoint: u64,
     since_state_hash: u64,
     since_snapshot: u64,
+    /// Commands from the last state hash to the next: the configured interval, or the tenant's
+    /// size in trades when it was last hashed if larger (see `stretched`).
+    state_hash_gap: u64,
+    /// The same for snapshots.
+    snapshot_gap: u64,
     /// The helper thread writing the latest background snapshot, if any.
     /// It hands its copy of the engine back, for the next snapshot to copy into.
     snapshot_writer: Option<std::thread::JoinHandle<Engine>>,
@@ -212,7 +218,7 @@ impl TenantStore {
         };
         let mut writer = JournalWriter::spawn(journal, key, options.writer_depth)?;
         let staging = writer.batch();
-        let store = TenantStore {
+        let mut store = TenantStore {
             engine,
             writer,
             staging,
@@ -221,8 +227,13 @@ impl TenantStore {
             since_checkpoint: 0,
             since_state_hash: 0,
             since_snapshot: 0,
+            state_hash_gap: 0,
+            snapshot_gap: 0,
             snapshot_writer: None,
         };
+        // A reopened tenant spaces them by its size already.
+        store.state_hash_gap = store.stretched(store.options.state_hash_interval);
+        store.snapshot_gap = store.stretched(store.options.snapshot_interval);
         Ok((store, recovery))
     }
 
@@ -263,7 +274,7 @@ impl TenantStore {
         self.since_state_hash += 1;
         self.since_snapshot += 1;
         if self.since_checkpoint >= self.options.checkpoint_interval {
-            let with_state = self.since_state_hash >= self.options.state_hash_interval;
+            let with_state = self.since_state_hash >= self.state_hash_gap;
             self.checkpoint(with_state);
         }
         Ok(outcome)
@@ -274,15 +285,23 @@ impl TenantStore {
     /// the last sequence staged, which `wait_durable` takes.
     pub fn flush(&mut self) -> anyhow::Result<u64> {
         self.send_staged()?;
-        if self.options.snapshot_interval > 0
-            && self.since_snapshot >= self.options.snapshot_interval
-        {
+        if self.options.snapshot_interval > 0 && self.since_snapshot >= self.snapshot_gap {
             // A snapshot is anchored on the chain after its last command: let the writer
             // catch up first (one sync's wait, once per interval).
             let durable = self.writer.wait_all()?;
             self.snapshot_in_background(durable);
         }
         Ok(self.engine.last_sequence())
+    }
+
+    /// `interval`, or the tenant's size in trades now if that is larger: the gap to the next
+    /// state hash or snapshot. Both are whole-state passes on the shard thread, so their cost
+    /// grows with the tenant; spacing each at least one tenant-size after the last keeps
+    /// their cost per command constant (geometric spacing) instead of growing without bound
+    /// through a long day, and a recovery still replays no more commands than the snapshot
+    /// it starts from holds trades.
+    fn stretched(&self, interval: u64) -> u64 {
+        interval.max(self.engine.capture().trades().len() as u64)
     }
 
     fn send_staged(&mut self) -> Result<(), JournalError> {
@@ -317,6 +336,7 @@ impl TenantStore {
     /// truth, so a failure is logged and the next interval tries again.
     fn snapshot_in_background(&mut self, durable: Durable) {
         self.since_snapshot = 0;
+        self.snapshot_gap = self.stretched(self.options.snapshot_interval);
         if self.snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
             return; // The previous one is still being written: skip this interval.
         }
@@ -365,6 +385,7 @@ impl TenantStore {
         self.since_checkpoint = 0;
         if with_state {
             self.since_state_hash = 0;
+            self.state_hash_gap = self.stretched(self.options.state_hash_interval);
         }
     }
 
@@ -378,6 +399,7 @@ impl TenantStore {
         let path = keel_journal::write_snapshot(&self.snapshot_dir, sequence, &chain, &body)?;
         prune_snapshots(&self.snapshot_dir)?;
         self.since_snapshot = 0;
+        self.snapshot_gap = self.stretched(self.options.snapshot_interval);
         Ok(path)
     }
 
