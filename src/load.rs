@@ -218,11 +218,13 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         )?;
         credentials.push((tenant, secret));
     }
+    // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
+    // where it listens and keeps its data are the load's.
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         metrics_listen: None,
         data_dir: scratch.clone(),
-        ..ServerConfig::default()
+        ..ServerConfig::default().with_env(std::env::vars())?
     };
     let pipeline = Arc::new(Pipeline::new());
     crate::serve::start_tenants(&pipeline, &data, &config)?;

@@ -63,20 +63,27 @@ impl ServerConfig {
         file: &Path,
         env: impl Iterator<Item = (String, String)>,
     ) -> anyhow::Result<ServerConfig> {
-        let mut config = match std::fs::read_to_string(file) {
+        let config = match std::fs::read_to_string(file) {
             Ok(text) => {
                 toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => ServerConfig::default(),
             Err(error) => return Err(anyhow::anyhow!("{}: {error}", file.display())),
         };
+        config.with_env(env)
+    }
+
+    /// These settings, overridden by `KEEL_*` variables.
+    pub fn with_env(
+        mut self,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<ServerConfig> {
         for (key, value) in env {
             let Some(name) = key.strip_prefix("KEEL_") else { continue };
-            config
-                .set(&name.to_ascii_lowercase(), &value)
+            self.set(&name.to_ascii_lowercase(), &value)
                 .map_err(|e| anyhow::anyhow!("{key}={value}: {e}"))?;
         }
-        Ok(config)
+        Ok(self)
     }
 
     fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
