@@ -458,53 +458,206 @@ fn restorable_snapshots(
 /// Replays the journal into `engine` from `start`, checking every checkpoint's state hash
 /// against the engine's after the commands before it. `after` sees each record with the engine
 /// as it stands once the record is applied.
+///
+/// Pipelined: a reader thread reads, verifies (checksums, chain, signatures) and decodes the
+/// journal in chunks while this thread applies the previous chunk, probing each chunk's trades
+/// first (`Engine::probe`) so their cache misses overlap. Records reach `after` in journal
+/// order, and a fault found by either side stops both at that record.
 pub fn replay_into(
     engine: &mut Engine,
     journal_dir: &Path,
     trust: Trust,
     start: Option<StartAfter>,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
     mut after: impl FnMut(&keel_journal::RecordRef<'_>, &Engine),
 ) -> Result<keel_journal::ReadSummary, ReplayError> {
-    read_journal::<ReplayError>(journal_dir, engine.tenant(), trust, start, progress, |record| {
-        let location = || Location {
-            segment: record.segment.to_path_buf(),
-            offset: record.offset,
-            sequence: Some(record.sequence),
-        };
-        match record.kind {
-            RecordKind::Command => {
+    let tenant = engine.tenant();
+    std::thread::scope(|scope| {
+        let (chunks, receive) = std::sync::mpsc::sync_channel::<Chunk>(REPLAY_CHUNKS_AHEAD);
+        let reader = std::thread::Builder::new()
+            .name(format!("replay-{tenant}"))
+            .spawn_scoped(scope, move || read_chunks(journal_dir, tenant, trust, start, &chunks))
+            .map_err(|e| {
+                ReplayError::Journal(JournalError::Io { path: journal_dir.into(), source: e })
+            })?;
+        let mut applied = Ok(());
+        for chunk in receive.iter() {
+            applied = apply_chunk(engine, &chunk, &mut progress, &mut after);
+            if applied.is_err() {
+                break; // Dropping the receiver stops the reader at its next chunk.
+            }
+        }
+        drop(receive);
+        let read = reader.join().unwrap_or_else(|_| {
+            Err(ReplayError::Decode {
+                location: Location { segment: journal_dir.into(), offset: 0, sequence: None },
+                reason: "the journal reader thread panicked".into(),
+            })
+        });
+        // The applier's fault comes first: it is at an earlier record than anything the
+        // reader found after it.
+        applied?;
+        read
+    })
+}
+
+/// Records read ahead of the applier, per chunk.
+const REPLAY_CHUNK_RECORDS: usize = 1_024;
+/// Chunks the reader may be ahead.
+const REPLAY_CHUNKS_AHEAD: usize = 4;
+
+/// Verified, decoded records for the applier, in journal order.
+#[derive(Debug, Default)]
+struct Chunk {
+    records: Vec<Replayed>,
+    /// The records' payloads, back to back (`Replayed::end` marks each one's end).
+    payloads: Vec<u8>,
+    /// Bytes of segments finished while this chunk filled (for the progress callback).
+    progress: Vec<u64>,
+}
+
+#[derive(Debug)]
+struct Replayed {
+    segment: std::sync::Arc<Path>,
+    offset: u64,
+    kind: RecordKind,
+    sequence: u64,
+    chain: keel_journal::ChainHash,
+    end: usize,
+    envelope: Option<Envelope>,
+}
+
+impl Replayed {
+    fn location(&self) -> Location {
+        Location {
+            segment: self.segment.to_path_buf(),
+            offset: self.offset,
+            sequence: Some(self.sequence),
+        }
+    }
+}
+
+/// The reader thread: the verifying read, decoding each command, in chunks.
+fn read_chunks(
+    journal_dir: &Path,
+    tenant: keel_domain::TenantId,
+    trust: Trust,
+    start: Option<StartAfter>,
+    chunks: &std::sync::mpsc::SyncSender<Chunk>,
+) -> Result<keel_journal::ReadSummary, ReplayError> {
+    use std::cell::RefCell;
+    let chunk = RefCell::new(Chunk::default());
+    let mut segment: Option<std::sync::Arc<Path>> = None;
+    let stopped = || ReplayError::Decode {
+        location: Location { segment: journal_dir.into(), offset: 0, sequence: None },
+        reason: "replay stopped by the applier".into(),
+    };
+    let summary = read_journal::<ReplayError>(
+        journal_dir,
+        tenant,
+        trust,
+        start,
+        |bytes| chunk.borrow_mut().progress.push(bytes),
+        |record| {
+            let segment = match &segment {
+                Some(path) if **path == *record.segment => path.clone(),
+                _ => segment.insert(std::sync::Arc::from(record.segment)).clone(),
+            };
+            let mut replayed = Replayed {
+                segment,
+                offset: record.offset,
+                kind: record.kind,
+                sequence: record.sequence,
+                chain: record.chain,
+                end: 0,
+                envelope: None,
+            };
+            if record.kind == RecordKind::Command {
                 let envelope = Envelope::decode(record.payload).map_err(|e| {
-                    ReplayError::Decode { location: location(), reason: e.to_string() }
+                    ReplayError::Decode { location: replayed.location(), reason: e.to_string() }
                 })?;
                 if envelope.sequence != record.sequence {
                     let reason = format!("envelope says sequence {}", envelope.sequence);
-                    return Err(ReplayError::Decode { location: location(), reason });
+                    return Err(ReplayError::Decode { location: replayed.location(), reason });
                 }
-                engine.apply(&envelope).map_err(|e| ReplayError::Engine {
-                    location: location(),
+                replayed.envelope = Some(envelope);
+            }
+            let mut current = chunk.borrow_mut();
+            current.payloads.extend_from_slice(record.payload);
+            replayed.end = current.payloads.len();
+            current.records.push(replayed);
+            if current.records.len() >= REPLAY_CHUNK_RECORDS {
+                let full = std::mem::take(&mut *current);
+                chunks.send(full).map_err(|_| stopped())?;
+            }
+            Ok(())
+        },
+    );
+    // What was read before the end (or before a fault) is still applied, in order.
+    let last = chunk.into_inner();
+    if !last.records.is_empty() || !last.progress.is_empty() {
+        let _ = chunks.send(last);
+    }
+    summary
+}
+
+/// Applies one chunk: probes its trades, then applies and checks each record in order.
+fn apply_chunk(
+    engine: &mut Engine,
+    chunk: &Chunk,
+    progress: &mut impl FnMut(u64),
+    after: &mut impl FnMut(&keel_journal::RecordRef<'_>, &Engine),
+) -> Result<(), ReplayError> {
+    std::hint::black_box(engine.probe(chunk.records.iter().filter_map(|record| {
+        match &record.envelope {
+            Some(Envelope { command: keel_engine::Command::Trade(report), .. }) => Some(report),
+            _ => None,
+        }
+    })));
+    let mut start = 0;
+    for record in &chunk.records {
+        let payload = &chunk.payloads[start..record.end];
+        start = record.end;
+        match (&record.envelope, record.kind) {
+            (Some(envelope), _) => {
+                engine.apply(envelope).map_err(|e| ReplayError::Engine {
+                    location: record.location(),
                     reason: e.to_string(),
                 })?;
             }
-            RecordKind::Checkpoint => {
-                let checkpoint =
-                    keel_journal::Checkpoint::decode(record.payload).ok_or_else(|| {
-                        JournalError::Corrupt {
-                            location: location(),
-                            corruption: Corruption::CheckpointMalformed,
-                        }
-                    })?;
+            (None, RecordKind::Checkpoint) => {
+                let checkpoint = keel_journal::Checkpoint::decode(payload).ok_or_else(|| {
+                    JournalError::Corrupt {
+                        location: record.location(),
+                        corruption: Corruption::CheckpointMalformed,
+                    }
+                })?;
                 let carries_state = checkpoint.state_hash != [0; 32];
                 if carries_state && engine.state_hash().0 != checkpoint.state_hash {
                     return Err(JournalError::Corrupt {
-                        location: location(),
+                        location: record.location(),
                         corruption: Corruption::StateHashMismatch,
                     }
                     .into());
                 }
             }
+            (None, RecordKind::Command) => {
+                let reason = "command was not decoded by the reader".into();
+                return Err(ReplayError::Decode { location: record.location(), reason });
+            }
         }
-        after(record, engine);
-        Ok(())
-    })
+        let view = keel_journal::RecordRef {
+            segment: &record.segment,
+            offset: record.offset,
+            kind: record.kind,
+            sequence: record.sequence,
+            chain: record.chain,
+            payload,
+        };
+        after(&view, engine);
+    }
+    for bytes in &chunk.progress {
+        progress(*bytes);
+    }
+    Ok(())
 }
