@@ -135,7 +135,7 @@ const TOMBSTONES_COMPACT_MIN: u32 = 32;
 /// as a derived `Serialize` of a position without tombstones).
 #[derive(Serialize)]
 struct PositionRepr<'a> {
-    entries: &'a SmallVec<[Entry; 1]>,
+    entries: LiveEntries<'a>,
     long_head: u32,
     short_head: u32,
     long: i64,
@@ -143,22 +143,45 @@ struct PositionRepr<'a> {
     realized: Amount,
 }
 
+/// The entries that are not tombstones, as a sequence of known length (what a `SmallVec`
+/// of just those entries would serialize to), without copying them.
+struct LiveEntries<'a> {
+    entries: &'a [Entry],
+    live: usize,
+}
+
+impl Serialize for LiveEntries<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.live))?;
+        for entry in self.entries.iter().filter(|entry| !entry.reversed) {
+            seq.serialize_element(entry)?;
+        }
+        seq.end()
+    }
+}
+
 impl Serialize for Position {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let compacted;
-        let position = if self.tombstones == 0 {
-            self
-        } else {
-            compacted = self.compacted();
-            &compacted
-        };
+        // Heads renumbered as if the tombstones were gone: live entries before each head.
+        let (mut long_head, mut short_head) = (self.long_head, self.short_head);
+        if self.tombstones > 0 {
+            let live_before = |head: u32| {
+                self.entries[..head as usize].iter().filter(|entry| !entry.reversed).count() as u32
+            };
+            long_head = if self.long > 0 { live_before(self.long_head) } else { 0 };
+            short_head = if self.short > 0 { live_before(self.short_head) } else { 0 };
+        }
         PositionRepr {
-            entries: &position.entries,
-            long_head: position.long_head,
-            short_head: position.short_head,
-            long: position.long,
-            short: position.short,
-            realized: position.realized,
+            entries: LiveEntries {
+                entries: &self.entries,
+                live: self.entries.len() - self.tombstones as usize,
+            },
+            long_head,
+            short_head,
+            long: self.long,
+            short: self.short,
+            realized: self.realized,
         }
         .serialize(serializer)
     }
