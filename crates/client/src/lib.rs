@@ -18,9 +18,11 @@ use std::sync::Arc;
 
 use keel_domain::{AccountId, ReportId, TenantId};
 use keel_wire::{
-    decode_payload, read_frame, write_frame, AckResult, ClientMessage, Instruction, Logon,
-    PositionRow, Query, ServerMessage, SubmitBatch, TradeStatusRow, WireError, FRAME_BYTES_MAX,
+    decode_payload, encode_frame, read_frame, write_frame, AckResult, ClientMessage, Instruction,
+    Logon, PositionRow, Query, ServerMessage, SubmitBatch, TradeStatusRow, WireError,
+    FRAME_BYTES_MAX,
 };
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::oneshot;
@@ -157,10 +159,17 @@ impl Client {
         batch_id: u64,
         instructions: Vec<Instruction>,
     ) -> Result<Vec<AckResult>, ClientError> {
-        self.inner.in_flight.lock().insert(batch_id, instructions.clone());
         let message =
             ClientMessage::SubmitBatch(SubmitBatch { batch_id, tenant: self.tenant, instructions });
-        match self.request(Key::Batch(batch_id), &message).await? {
+        let inner = &self.inner;
+        // Once encoded, the instructions themselves (not a copy) are kept for `reconnect`
+        // until their acknowledgement arrives.
+        let keep = move |message: ClientMessage| {
+            if let ClientMessage::SubmitBatch(batch) = message {
+                inner.in_flight.lock().insert(batch_id, batch.instructions);
+            }
+        };
+        match self.request(Key::Batch(batch_id), message, keep).await? {
             ServerMessage::BatchAck { results, .. } => {
                 self.inner.in_flight.lock().remove(&batch_id);
                 Ok(results)
@@ -178,7 +187,8 @@ impl Client {
         match self
             .request(
                 Key::Query(query_id),
-                &ClientMessage::Query(Query::Positions { query_id, account }),
+                ClientMessage::Query(Query::Positions { query_id, account }),
+                drop,
             )
             .await?
         {
@@ -195,7 +205,8 @@ impl Client {
         match self
             .request(
                 Key::Query(query_id),
-                &ClientMessage::Query(Query::TradeStatus { query_id, report_id }),
+                ClientMessage::Query(Query::TradeStatus { query_id, report_id }),
+                drop,
             )
             .await?
         {
@@ -234,10 +245,13 @@ impl Client {
         Ok((client, results))
     }
 
+    /// Sends `message` and waits for the answer keyed `key`. `encoded` receives the message
+    /// back once it is encoded, just before its bytes are written.
     async fn request(
         &self,
         key: Key,
-        message: &ClientMessage,
+        message: ClientMessage,
+        encoded: impl FnOnce(ClientMessage),
     ) -> Result<ServerMessage, ClientError> {
         if let Some(error) = self.inner.failed.lock().clone() {
             return Err(error);
@@ -247,9 +261,12 @@ impl Client {
         {
             let mut writer = self.writer.lock().await;
             let (half, scratch) = &mut *writer;
-            if let Err(error) = write_frame(half, message, scratch).await {
+            scratch.clear();
+            encode_frame(&message, scratch);
+            encoded(message);
+            if let Err(error) = half.write_all(scratch).await {
                 self.inner.waiters.lock().remove(&key);
-                return Err(error.into());
+                return Err(WireError::from(error).into());
             }
         }
         receiver.await.map_err(|_| ClientError::Closed)?
