@@ -36,5 +36,7 @@ pub use journal::{Journal, JournalOptions, OpenReport};
 pub use keys::NodeKey;
 pub use reader::{read_journal, ReadSummary, StartAfter};
 pub use scan::{Checkpoint, RecordRef, TornTail, Trust};
-pub use snapshot::{list_snapshots, load_snapshot, write_snapshot, Snapshot};
+pub use snapshot::{
+    list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Snapshot,
+};
 pub use writer::{Durable, JournalWriter, WriteBatch};

@@ -31,25 +31,76 @@ pub fn write_snapshot(
     chain: &ChainHash,
     body: &[u8],
 ) -> Result<PathBuf, JournalError> {
+    write_snapshot_streamed(dir, sequence, chain, |out| out.write_all(body))
+}
+
+/// As `write_snapshot`, with the body streamed by `body` into the file (hashed and counted on
+/// the way; the header, which carries both, is written last), so a large state is never held
+/// in memory twice.
+pub fn write_snapshot_streamed(
+    dir: &Path,
+    sequence: u64,
+    chain: &ChainHash,
+    body: impl FnOnce(&mut HashingWriter<'_>) -> std::io::Result<()>,
+) -> Result<PathBuf, JournalError> {
+    use std::io::{Seek, SeekFrom};
     std::fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
-    let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
-    header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    header[8..16].copy_from_slice(&sequence.to_le_bytes());
-    header[16..48].copy_from_slice(chain);
-    header[48..80].copy_from_slice(blake3::hash(body).as_bytes());
-    header[80..88].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    let crc = crc32c::crc32c(&header[..92]);
-    header[92..96].copy_from_slice(&crc.to_le_bytes());
     let path = dir.join(snapshot_name(sequence));
     let temporary = dir.join(format!("{}.tmp", snapshot_name(sequence)));
-    let mut file = std::fs::File::create(&temporary).map_err(JournalError::io(&temporary))?;
-    file.write_all(&header)
-        .and_then(|()| file.write_all(body))
-        .map_err(JournalError::io(&temporary))?;
-    file.sync_all().map_err(JournalError::io(&temporary))?;
+    let io = JournalError::io(&temporary);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(&[0; SNAPSHOT_HEADER_BYTES])?;
+        let (hash, length) = {
+            let mut sink = HashingWriter {
+                out: std::io::BufWriter::with_capacity(1 << 20, &mut file),
+                hasher: blake3::Hasher::new(),
+                length: 0,
+            };
+            body(&mut sink)?;
+            sink.out.flush()?;
+            (*sink.hasher.finalize().as_bytes(), sink.length)
+        };
+        let mut header = [0u8; SNAPSHOT_HEADER_BYTES];
+        header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
+        header[8..16].copy_from_slice(&sequence.to_le_bytes());
+        header[16..48].copy_from_slice(chain);
+        header[48..80].copy_from_slice(&hash);
+        header[80..88].copy_from_slice(&length.to_le_bytes());
+        let crc = crc32c::crc32c(&header[..92]);
+        header[92..96].copy_from_slice(&crc.to_le_bytes());
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        file.sync_all()
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary); // Half a snapshot is of no use to anyone.
+        return Err(io(error));
+    }
     std::fs::rename(&temporary, &path).map_err(JournalError::io(&path))?;
     crate::journal::sync_dir(dir)?;
     Ok(path)
+}
+
+/// Where a streamed snapshot body goes: the file (buffered), a BLAKE3 hash and a byte count.
+#[derive(Debug)]
+pub struct HashingWriter<'a> {
+    out: std::io::BufWriter<&'a mut std::fs::File>,
+    hasher: blake3::Hasher,
+    length: u64,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.length += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Snapshot files in `dir`, newest (highest sequence) first.
@@ -92,4 +143,41 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
     let mut chain = [0u8; 32];
     chain.copy_from_slice(&bytes[16..48]);
     Ok(Snapshot { path: path.to_path_buf(), sequence, chain, body: body.to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body streamed in pieces of every size gives the same file as the body written whole,
+    /// and loads back; a body that fails part-way leaves no snapshot behind.
+    #[test]
+    fn streamed_snapshots_equal_whole_ones_and_failures_leave_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let body: Vec<u8> = (0..3_000_000_u32).map(|n| (n * 7 % 251) as u8).collect();
+        let chain = [5; 32];
+        let whole = write_snapshot(&dir.path().join("whole"), 42, &chain, &body).expect("whole");
+        for piece in [1, 1_000, 65_536, 1 << 20, 5_000_000] {
+            let streamed_dir = dir.path().join(format!("streamed-{piece}"));
+            let streamed = write_snapshot_streamed(&streamed_dir, 42, &chain, |out| {
+                body.chunks(piece).try_for_each(|chunk| out.write_all(chunk))
+            })
+            .expect("streamed");
+            assert_eq!(
+                std::fs::read(&streamed).expect("read"),
+                std::fs::read(&whole).expect("read")
+            );
+            let loaded = load_snapshot(&streamed).expect("load");
+            assert_eq!((loaded.sequence, loaded.chain, loaded.body), (42, chain, body.clone()));
+        }
+        let failing = dir.path().join("failing");
+        let error = write_snapshot_streamed(&failing, 43, &chain, |out| {
+            out.write_all(&body[..1000])?;
+            Err(std::io::Error::other("encoder failed"))
+        })
+        .expect_err("fails");
+        assert!(error.to_string().contains("encoder failed"), "{error}");
+        assert!(list_snapshots(&failing).expect("list").is_empty());
+        assert_eq!(std::fs::read_dir(&failing).expect("dir").count(), 0, "no temporary left");
+    }
 }
