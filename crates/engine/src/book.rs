@@ -17,26 +17,12 @@ pub(crate) fn split_key(key: u64) -> (AccountKey, InstrumentKey) {
     (AccountKey((key >> 32) as u32), InstrumentKey(key as u32))
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct PositionBook {
     keys: Vec<u64>,
     positions: Vec<Position>,
     #[serde(skip)]
     index: FxHashMap<u64, u32>,
-}
-
-impl Clone for PositionBook {
-    fn clone(&self) -> Self {
-        let mut copy = PositionBook::default();
-        copy.clone_from(self);
-        copy
-    }
-
-    fn clone_from(&mut self, source: &Self) {
-        self.keys.clone_from(&source.keys);
-        self.positions.clone_from(&source.positions);
-        self.index.clone_from(&source.index);
-    }
 }
 
 impl PositionBook {

@@ -38,7 +38,7 @@ pub enum EngineError {
 }
 
 /// One tenant's state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     pub(crate) tenant: TenantId,
     pub(crate) capture: Capture,
@@ -51,27 +51,6 @@ pub struct Engine {
     pub(crate) last_timestamp_ns: i64,
     /// Scratch space reused across commands so that applying one allocates nothing.
     effects: Vec<Effect>,
-}
-
-impl Clone for Engine {
-    fn clone(&self) -> Self {
-        let mut copy = Engine::new(self.tenant);
-        copy.clone_from(self);
-        copy
-    }
-
-    /// Copies into this engine's allocations (a snapshot copies the tenant into the previous
-    /// snapshot's engine): no page faults on a fresh few hundred megabytes.
-    fn clone_from(&mut self, source: &Self) {
-        self.tenant = source.tenant;
-        self.capture.clone_from(&source.capture);
-        self.positions.clone_from(&source.positions);
-        self.cash.clone_from(&source.cash);
-        self.settlement.clone_from(&source.settlement);
-        self.last_sequence = source.last_sequence;
-        self.last_timestamp_ns = source.last_timestamp_ns;
-        self.effects.clear();
-    }
 }
 
 /// A position with its account and instrument resolved, for queries and reports.

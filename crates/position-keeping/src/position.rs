@@ -89,7 +89,7 @@ impl Entry {
 }
 
 /// Net, gross, lots and realized P&L of one account in one instrument.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Position {
     /// Active bookings in booking order: the position is their fold.
     entries: SmallVec<[Entry; 1]>,
@@ -109,23 +109,6 @@ pub struct Position {
     /// Entries that are tombstones (reversed bookings).
     #[serde(skip)]
     tombstones: u32,
-}
-
-impl Clone for Position {
-    fn clone(&self) -> Self {
-        let mut copy = Position::default();
-        copy.clone_from(self);
-        copy
-    }
-
-    /// Reuses this position's allocations (a long position's bookings live on the heap).
-    fn clone_from(&mut self, source: &Self) {
-        self.entries.clone_from(&source.entries);
-        self.flats.clone_from(&source.flats);
-        (self.long_head, self.short_head, self.long, self.short) =
-            (source.long_head, source.short_head, source.long, source.short);
-        (self.realized, self.tombstones) = (source.realized, source.tombstones);
-    }
 }
 
 /// Tombstones are compacted away once there are this many and they are half the entries.

@@ -52,7 +52,7 @@ pub enum Accepted {
 }
 
 /// Trades, report ids and average-price groups of one tenant, over its reference data.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Capture {
     reference: Reference,
     trades: Vec<TradeRecord>,
@@ -72,25 +72,6 @@ enum Instruction {
     GiveUp(keel_domain::FirmId),
     Allocate(Vec<(AccountKey, Quantity)>),
     Group(Option<GroupKey>),
-}
-
-impl Clone for Capture {
-    fn clone(&self) -> Self {
-        let mut copy = Capture::default();
-        copy.clone_from(self);
-        copy
-    }
-
-    /// Reuses this capture's arenas: the trade and report records are most of a tenant.
-    fn clone_from(&mut self, source: &Self) {
-        self.reference.clone_from(&source.reference);
-        self.trades.clone_from(&source.trades);
-        self.reports.clone_from(&source.reports);
-        self.splits.clone_from(&source.splits);
-        self.groups.clone_from(&source.groups);
-        self.group_index.clone_from(&source.group_index);
-        self.next_booking = source.next_booking;
-    }
 }
 
 impl Capture {

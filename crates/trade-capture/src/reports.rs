@@ -28,7 +28,7 @@ pub struct ReportRecord {
 }
 
 /// Accepted report ids, in acceptance order, with a hash index.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReportTable {
     records: Vec<ReportRecord>,
     #[serde(skip)]
@@ -37,19 +37,6 @@ pub struct ReportTable {
 
 fn hash(id: &ReportId) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
-}
-
-impl Clone for ReportTable {
-    fn clone(&self) -> Self {
-        let mut copy = ReportTable::default();
-        copy.clone_from(self);
-        copy
-    }
-
-    fn clone_from(&mut self, source: &Self) {
-        self.records.clone_from(&source.records);
-        self.index.clone_from(&source.index);
-    }
 }
 
 impl ReportTable {
