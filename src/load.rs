@@ -249,6 +249,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let progress = progress_task(tally.clone(), options.progress, options.duration);
     let mut lanes = Vec::new();
     let mut open_lanes = Vec::new();
+    let mut connections: Vec<Arc<Client>> = Vec::new();
     for connection in 0..options.connections.max(1) {
         let (tenant, secret) = credentials[connection % credentials.len()].clone();
         let client = Arc::new(Client::connect(address, tenant, &secret, "keel load").await?);
@@ -273,6 +274,8 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         }
     }
     if let Mode::Open { rate } = options.mode {
+        // The connections stay open (held here) until every acknowledgement is in.
+        connections = open_lanes.iter().map(|(client, _)| client.clone()).collect();
         let pacer = Pacer { lanes: open_lanes, tally: tally.clone(), batch: options.batch, rate };
         let handle = tokio::runtime::Handle::current();
         for task in tokio::task::spawn_blocking(move || pacer.run(&handle, deadline)).await? {
@@ -282,6 +285,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     for lane in lanes {
         lane.await?;
     }
+    drop(connections);
     let elapsed = tally.started.elapsed();
     progress.abort();
     let _ = stop.send(true);
@@ -339,8 +343,9 @@ impl Lane {
 /// Open loop: one thread paces every connection's batches on a single schedule (batch /
 /// rate apart, round robin over the connections), sleeping with the operating system's
 /// high-resolution timer rather than the async runtime's millisecond wheel, whose rounding
-/// would otherwise be charged to every batch. Each batch is submitted by its own task, so a
-/// slow acknowledgement never delays the next send; latency runs from the intended send time.
+/// would otherwise be charged to every batch. Batches are written in schedule order and each
+/// acknowledgement is awaited by its own task, so a slow acknowledgement never delays the next
+/// send; latency runs from the intended send time.
 struct Pacer {
     lanes: Vec<(Arc<Client>, Generator)>,
     tally: Arc<Tally>,
@@ -374,9 +379,12 @@ impl Pacer {
             let lane = index as usize % self.lanes.len();
             let (client, generator) = &mut self.lanes[lane];
             let work = generator.batch(self.batch);
-            let (client, tally) = (client.clone(), self.tally.clone());
+            // Written here, in schedule order, so that a connection's amends and cancels reach
+            // the server after the trades they target; the acknowledgement is awaited apart.
+            let Ok(pending) = runtime.block_on(client.send(work)) else { break };
+            let tally = self.tally.clone();
             tasks.push(runtime.spawn(async move {
-                if let Ok(acks) = client.submit(work).await {
+                if let Ok(acks) = pending.acks().await {
                     tally.record(&acks, intended.elapsed());
                 }
                 drop(permit);

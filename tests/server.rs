@@ -456,3 +456,59 @@ async fn bad_input_closes_that_connection_only() {
     drop((good, after));
     server.stop().await;
 }
+
+/// `Client::send` writes batches in order and returns before their acknowledgements: an amend
+/// and a cancel sent right behind the trade they target are applied after it, whichever
+/// acknowledgement is awaited first; and dropping the client fails acknowledgements still
+/// awaited instead of leaving them hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let (secret, _) = setup(&data);
+    let server = Server::start(&data, |_| {}).await;
+    let client =
+        Client::connect(server.address, tenant("alpha"), &secret, "ordered").await.unwrap();
+    let mut pending = Vec::new();
+    for n in 0..50 {
+        let id = format!("O-{n}");
+        let Instruction::Trade(original) = trade(&id, "ACME-01", Side::Buy, 2, "6000") else {
+            unreachable!()
+        };
+        let TradeAction::New(details) = original.action.clone() else { unreachable!() };
+        let amend = TradeReport {
+            report_id: format!("{id}-A").parse().unwrap(),
+            action: TradeAction::Amend {
+                target: original.report_id,
+                details: TradeDetails { quantity: Quantity::new(3), ..details },
+            },
+        };
+        let cancel = TradeReport {
+            report_id: format!("{id}-C").parse().unwrap(),
+            action: TradeAction::Cancel { target: original.report_id },
+        };
+        pending.push(client.send(vec![Instruction::Trade(original)]).await.unwrap());
+        pending.push(client.send(vec![Instruction::Trade(amend)]).await.unwrap());
+        if n % 2 == 0 {
+            pending.push(client.send(vec![Instruction::Trade(cancel)]).await.unwrap());
+        }
+    }
+    // Awaited newest first: the order of waiting changes nothing.
+    let mut results = Vec::new();
+    while let Some(handle) = pending.pop() {
+        results.extend(tokio::time::timeout(LIMIT, handle.acks()).await.unwrap().unwrap());
+    }
+    assert_eq!(results.len(), 125);
+    assert!(results.iter().all(|a| matches!(a, AckResult::Accepted { .. })), "{results:?}");
+    // 25 trades left, each amended to 3 contracts.
+    let rows = client.positions(Some("ACME-01".parse().unwrap())).await.unwrap();
+    assert_eq!(rows.iter().map(|row| row.net).sum::<i64>(), 75);
+
+    // A batch sent and the client dropped before its acknowledgement: the handle fails.
+    let batch = batches("D", 1, 5_000).remove(0);
+    let handle = client.send(batch).await.unwrap();
+    drop(client);
+    let outcome = tokio::time::timeout(LIMIT, handle.acks()).await.unwrap();
+    assert!(outcome.is_err() || outcome.is_ok_and(|acks| acks.len() == 5_000));
+    server.stop().await;
+}

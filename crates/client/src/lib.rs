@@ -87,6 +87,11 @@ pub struct Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.reader.abort();
+        // Acknowledgements still awaited through `PendingAcks` can no longer arrive.
+        self.inner.failed.lock().get_or_insert(ClientError::Closed);
+        for (_, waiter) in self.inner.waiters.lock().drain() {
+            let _ = waiter.send(Err(ClientError::Closed));
+        }
     }
 }
 
@@ -145,20 +150,20 @@ impl Client {
     }
 
     /// Submits a batch and waits for its acknowledgement (one result per instruction, sent once
-    /// durable). Many submits may be in flight at once from concurrent tasks.
+    /// durable). Many submits may be in flight at once from concurrent tasks; for batches that
+    /// must reach the server in a given order, use `send`.
     pub async fn submit(
         &self,
         instructions: Vec<Instruction>,
     ) -> Result<Vec<AckResult>, ClientError> {
-        let batch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.submit_as(batch_id, instructions).await
+        self.send(instructions).await?.acks().await
     }
 
-    async fn submit_as(
-        &self,
-        batch_id: u64,
-        instructions: Vec<Instruction>,
-    ) -> Result<Vec<AckResult>, ClientError> {
+    /// Writes a batch to the server and returns once it is written, with a handle on its
+    /// acknowledgement. Batches sent one after another reach the server, and are applied, in
+    /// that order, while their acknowledgements are awaited concurrently (pipelining).
+    pub async fn send(&self, instructions: Vec<Instruction>) -> Result<PendingAcks, ClientError> {
+        let batch_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let message =
             ClientMessage::SubmitBatch(SubmitBatch { batch_id, tenant: self.tenant, instructions });
         let inner = &self.inner;
@@ -169,13 +174,8 @@ impl Client {
                 inner.in_flight.lock().insert(batch_id, batch.instructions);
             }
         };
-        match self.request(Key::Batch(batch_id), message, keep).await? {
-            ServerMessage::BatchAck { results, .. } => {
-                self.inner.in_flight.lock().remove(&batch_id);
-                Ok(results)
-            }
-            other => Err(ClientError::Protocol(format!("{other:?}"))),
-        }
+        let receiver = self.send_request(Key::Batch(batch_id), message, keep).await?;
+        Ok(PendingAcks { batch_id, receiver, inner: self.inner.clone() })
     }
 
     /// Positions of one account, or of the whole tenant.
@@ -245,14 +245,25 @@ impl Client {
         Ok((client, results))
     }
 
-    /// Sends `message` and waits for the answer keyed `key`. `encoded` receives the message
-    /// back once it is encoded, just before its bytes are written.
+    /// Sends `message` and waits for the answer keyed `key`.
     async fn request(
         &self,
         key: Key,
         message: ClientMessage,
         encoded: impl FnOnce(ClientMessage),
     ) -> Result<ServerMessage, ClientError> {
+        let receiver = self.send_request(key, message, encoded).await?;
+        receiver.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Writes `message`, registered to receive the answer keyed `key`. `encoded` receives the
+    /// message back once it is encoded, just before its bytes are written.
+    async fn send_request(
+        &self,
+        key: Key,
+        message: ClientMessage,
+        encoded: impl FnOnce(ClientMessage),
+    ) -> Result<Answer, ClientError> {
         if let Some(error) = self.inner.failed.lock().clone() {
             return Err(error);
         }
@@ -269,7 +280,30 @@ impl Client {
                 return Err(WireError::from(error).into());
             }
         }
-        receiver.await.map_err(|_| ClientError::Closed)?
+        Ok(receiver)
+    }
+}
+
+type Answer = oneshot::Receiver<Result<ServerMessage, ClientError>>;
+
+/// A batch written to the server whose acknowledgement is still to come (`Client::send`).
+#[derive(Debug)]
+pub struct PendingAcks {
+    batch_id: u64,
+    receiver: Answer,
+    inner: Arc<Inner>,
+}
+
+impl PendingAcks {
+    /// Waits for the batch's acknowledgement: one result per instruction, sent once durable.
+    pub async fn acks(self) -> Result<Vec<AckResult>, ClientError> {
+        match self.receiver.await.map_err(|_| ClientError::Closed)?? {
+            ServerMessage::BatchAck { results, .. } => {
+                self.inner.in_flight.lock().remove(&self.batch_id);
+                Ok(results)
+            }
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
     }
 }
 
