@@ -1,6 +1,8 @@
 //! The client a brokerage embeds. One `Client` is one session: log on, then submit batches
 //! (pipelined: any number may be in flight; each answer comes back to its caller), query
-//! positions and trade status. A batch is only acknowledged once durable; a batch whose
+//! positions and trade status. `submit` waits for the acknowledgement; `send` returns once the
+//! batch is written, with a `PendingAcks` to await later, so batches that depend on each other
+//! (an amend behind its trade) can be streamed in order without waiting for each ack. A batch is only acknowledged once durable; a batch whose
 //! acknowledgement never arrived (the connection broke) is kept, and `reconnect` resubmits
 //! every such batch on a new session: what was already booked comes back as a duplicate, so
 //! each trade is booked exactly once.
