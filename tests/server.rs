@@ -23,6 +23,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 struct Server {
     address: SocketAddr,
+    metrics: Option<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pipeline: Arc<Pipeline>,
@@ -43,8 +44,8 @@ impl Server {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let (bound, address) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
-        let address = address.await.unwrap().native;
-        Server { address, stop, task, pipeline }
+        let bound = address.await.unwrap();
+        Server { address: bound.native, metrics: bound.metrics, stop, task, pipeline }
     }
 
     async fn stop(self) {
@@ -466,7 +467,10 @@ async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
     let (secret, _) = setup(&data);
-    let server = Server::start(&data, |_| {}).await;
+    let server = Server::start(&data, |config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let client =
         Client::connect(server.address, tenant("alpha"), &secret, "ordered").await.unwrap();
     let mut pending = Vec::new();
@@ -503,6 +507,22 @@ async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks
     // 25 trades left, each amended to 3 contracts.
     let rows = client.positions(Some("ACME-01".parse().unwrap())).await.unwrap();
     assert_eq!(rows.iter().map(|row| row.net).sum::<i64>(), 75);
+
+    // The metrics endpoint shows the journal's group commits (write + sync) for the tenant.
+    let mut http = TcpStream::connect(server.metrics.unwrap()).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    tokio::time::timeout(LIMIT, tokio::io::AsyncReadExt::read_to_string(&mut http, &mut page))
+        .await
+        .unwrap()
+        .unwrap();
+    let syncs = page
+        .lines()
+        .find_map(|line| line.strip_prefix("keel_journal_sync_seconds_count{tenant=\"alpha\"} "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no sync count for alpha in:\n{page}"));
+    assert!(syncs >= 1, "{syncs} syncs");
+    assert!(page.contains("keel_commands_total{tenant=\"alpha\",outcome=\"accepted\"} 125"));
 
     // A batch sent and the client dropped before its acknowledgement: the handle fails.
     let batch = batches("D", 1, 5_000).remove(0);

@@ -85,7 +85,9 @@ pub struct Durable {
     pub chain: ChainHash,
 }
 
-type Report = Result<(Durable, WriteBatch), JournalError>;
+/// A batch made durable, with the time its group's write and `sync_data` took (on the first
+/// batch of each group only, so that each commit is counted once).
+type Report = Result<(Durable, WriteBatch, Option<u64>), JournalError>;
 
 /// The shard's handle on the writer thread.
 #[derive(Debug)]
@@ -99,6 +101,8 @@ pub struct JournalWriter {
     spare: Vec<WriteBatch>,
     /// Why the writer stopped, once it has: every later call fails with it.
     failure: Option<String>,
+    /// Microseconds each group commit (write + `sync_data`) took, not yet taken by the caller.
+    commit_micros: Vec<u64>,
 }
 
 impl JournalWriter {
@@ -126,6 +130,7 @@ impl JournalWriter {
             in_flight: 0,
             spare: Vec::new(),
             failure: None,
+            commit_micros: Vec::new(),
         })
     }
 
@@ -196,6 +201,12 @@ impl JournalWriter {
         self.in_flight
     }
 
+    /// How long each group commit reported since the last call took (write + `sync_data`,
+    /// microseconds): the disk's share of every acknowledgement's latency.
+    pub fn take_commit_micros(&mut self) -> std::vec::Drain<'_, u64> {
+        self.commit_micros.drain(..)
+    }
+
     /// Waits for everything sent, stops the thread and gives the journal back.
     pub fn close(mut self) -> Result<Journal, JournalError> {
         let waited = self.wait_all();
@@ -214,10 +225,11 @@ impl JournalWriter {
 
     fn take(&mut self, report: Report) -> Result<(), JournalError> {
         match report {
-            Ok((durable, batch)) => {
+            Ok((durable, batch, micros)) => {
                 self.in_flight -= 1;
                 self.durable = durable;
                 self.spare.push(batch);
+                self.commit_micros.extend(micros);
                 Ok(())
             }
             Err(error) => {
@@ -270,16 +282,20 @@ fn write_loop(
         while let Ok(next) = queue.try_recv() {
             taken.push(next);
         }
-        let written = taken
-            .iter()
-            .try_for_each(|batch| batch.append_to(&mut journal, key))
-            .and_then(|()| journal.commit());
+        let mut micros = None;
+        let written =
+            taken.iter().try_for_each(|batch| batch.append_to(&mut journal, key)).and_then(|()| {
+                let started = std::time::Instant::now();
+                let committed = journal.commit();
+                micros = Some(started.elapsed().as_micros() as u64);
+                committed
+            });
         match written {
             Ok(sequence) => {
                 let durable = Durable { sequence, chain: journal.last_chain() };
                 for mut batch in taken.drain(..) {
                     batch.clear();
-                    if report.send(Ok((durable, batch))).is_err() {
+                    if report.send(Ok((durable, batch, micros.take()))).is_err() {
                         return journal; // The shard is gone.
                     }
                 }
@@ -337,6 +353,10 @@ mod tests {
         let durable = writer.wait_all().expect("wait");
         assert_eq!(durable.sequence, sequence);
         assert_eq!(writer.in_flight(), 0);
+        // One timing per group commit: at least one, at most one per batch.
+        let commits = writer.take_commit_micros().count();
+        assert!((1..=50).contains(&commits), "{commits} commit timings");
+        assert_eq!(writer.take_commit_micros().count(), 0, "taken once");
         let journal = writer.close().expect("close");
         assert_eq!(journal.durable_sequence(), sequence);
         assert_eq!(journal.last_chain(), durable.chain);

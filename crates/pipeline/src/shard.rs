@@ -144,6 +144,7 @@ pub(crate) fn run(
             spare.push(staged.requests);
         }
         metrics.set_last_sequence(durable);
+        store.take_commit_micros(|micros| metrics.record_sync(micros));
     }
     match store.close() {
         Ok(engine) => tracing::info!(%tenant, sequence = engine.last_sequence(), "tenant closed"),

@@ -312,6 +312,12 @@ impl TenantStore {
         self.writer.send(batch)
     }
 
+    /// Passes each group commit's duration (write + `sync_data`, microseconds) reported since
+    /// the last call to `record`.
+    pub fn take_commit_micros(&mut self, record: impl FnMut(u64)) {
+        self.writer.take_commit_micros().for_each(record);
+    }
+
     /// The durable sequence now, without blocking.
     pub fn poll_durable(&mut self) -> anyhow::Result<u64> {
         Ok(self.writer.poll()?.sequence)
