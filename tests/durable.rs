@@ -289,25 +289,15 @@ fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
     assert_eq!(closing.0, last, "the close carries a state hash");
     assert!(during.len() >= 3, "state hashes while growing: {hashed:?}");
     for pair in during.windows(2) {
-        assert!(pair[1].0 - pair[0].0 >= 40, "state hashes closer than the interval: {pair:?}");
+        let ((before, size), (after, _)) = (pair[0], pair[1]);
+        let gap = after - before;
+        assert!(gap >= 40 && gap + 10 >= size as u64, "{before} -> {after} at {size} trades");
     }
     // Fixed spacing would have hashed every 40 commands.
     assert!((during.len() as u64) < (last - first) / 40 / 4, "{hashed:?}");
 
-    // Every snapshot is followed by a checkpoint carrying its state's hash, which is the hash
-    // of the snapshot's body.
     let snapshots = keel_journal::list_snapshots(&data.snapshot_dir(demo())).unwrap();
     assert_eq!(snapshots.len(), keel_pipeline::store::SNAPSHOTS_KEPT, "{snapshots:?}");
-    for path in &snapshots {
-        let snapshot = keel_journal::load_snapshot(path).unwrap();
-        assert!(
-            hashed.iter().any(|(sequence, _)| *sequence == snapshot.sequence),
-            "no state hash at snapshot {}: {hashed:?}",
-            snapshot.sequence
-        );
-        let restored = keel_engine::Engine::restore(demo(), &snapshot.body).unwrap();
-        assert_eq!(restored.state_hash().0, *blake3::hash(&snapshot.body).as_bytes());
-    }
     let (store, recovery) = TenantStore::open(&data, demo(), store_options).unwrap();
     let (_, from) = recovery.snapshot.clone().unwrap();
     assert!(from > first, "the newest snapshot was taken while growing: {recovery:?}");

@@ -37,7 +37,6 @@ pub use keys::NodeKey;
 pub use reader::{read_journal, ReadSummary, StartAfter};
 pub use scan::{Checkpoint, RecordRef, TornTail, Trust};
 pub use snapshot::{
-    list_snapshots, load_snapshot, start_snapshot, write_snapshot, write_snapshot_streamed,
-    HashingWriter, Snapshot, UnsyncedSnapshot,
+    list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Snapshot,
 };
 pub use writer::{Durable, JournalWriter, WriteBatch};

@@ -43,48 +43,12 @@ pub fn write_snapshot_streamed(
     chain: &ChainHash,
     body: impl FnOnce(&mut HashingWriter<'_>) -> std::io::Result<()>,
 ) -> Result<PathBuf, JournalError> {
-    start_snapshot(dir, sequence, chain, body)?.finish()
-}
-
-/// A snapshot whose bytes are written (to the page cache) but not yet durable nor visible:
-/// `finish` syncs it and gives it its name, and may run on another thread, so that the thread
-/// that encoded the state does not wait for the disk.
-#[derive(Debug)]
-pub struct UnsyncedSnapshot {
-    file: std::fs::File,
-    temporary: PathBuf,
-    path: PathBuf,
-    dir: PathBuf,
-    /// BLAKE3 of the body: for an engine snapshot, the engine's state hash.
-    pub body_hash: [u8; 32],
-}
-
-impl UnsyncedSnapshot {
-    /// Syncs the file, renames it into place and syncs the directory.
-    pub fn finish(self) -> Result<PathBuf, JournalError> {
-        if let Err(error) = self.file.sync_all() {
-            let _ = std::fs::remove_file(&self.temporary);
-            return Err(JournalError::Io { path: self.temporary, source: error });
-        }
-        std::fs::rename(&self.temporary, &self.path).map_err(JournalError::io(&self.path))?;
-        crate::journal::sync_dir(&self.dir)?;
-        Ok(self.path)
-    }
-}
-
-/// Writes a snapshot's header and body (streamed by `body`) to a temporary file, without
-/// syncing it; see `UnsyncedSnapshot`. A body that fails leaves nothing behind.
-pub fn start_snapshot(
-    dir: &Path,
-    sequence: u64,
-    chain: &ChainHash,
-    body: impl FnOnce(&mut HashingWriter<'_>) -> std::io::Result<()>,
-) -> Result<UnsyncedSnapshot, JournalError> {
     use std::io::{Seek, SeekFrom};
     std::fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
     let path = dir.join(snapshot_name(sequence));
     let temporary = dir.join(format!("{}.tmp", snapshot_name(sequence)));
-    let written = (|| -> std::io::Result<(std::fs::File, [u8; 32])> {
+    let io = JournalError::io(&temporary);
+    let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(&[0; SNAPSHOT_HEADER_BYTES])?;
         let (hash, length) = {
@@ -107,17 +71,15 @@ pub fn start_snapshot(
         header[92..96].copy_from_slice(&crc.to_le_bytes());
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header)?;
-        Ok((file, hash))
+        file.sync_all()
     })();
-    match written {
-        Ok((file, body_hash)) => {
-            Ok(UnsyncedSnapshot { file, temporary, path, dir: dir.to_path_buf(), body_hash })
-        }
-        Err(error) => {
-            let _ = std::fs::remove_file(&temporary); // Half a snapshot is of no use to anyone.
-            Err(JournalError::Io { path: temporary, source: error })
-        }
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary); // Half a snapshot is of no use to anyone.
+        return Err(io(error));
     }
+    std::fs::rename(&temporary, &path).map_err(JournalError::io(&path))?;
+    crate::journal::sync_dir(dir)?;
+    Ok(path)
 }
 
 /// Where a streamed snapshot body goes: the file (buffered), a BLAKE3 hash and a byte count.

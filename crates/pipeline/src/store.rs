@@ -273,11 +273,7 @@ impl TenantStore {
         self.since_state_hash += 1;
         self.since_snapshot += 1;
         if self.since_checkpoint >= self.options.checkpoint_interval {
-            // A snapshot due at the end of this batch carries a state hash for free: no
-            // second whole-state pass for a separate one.
-            let snapshot_due =
-                self.options.snapshot_interval > 0 && self.since_snapshot >= self.snapshot_gap;
-            let with_state = self.since_state_hash >= self.state_hash_gap && !snapshot_due;
+            let with_state = self.since_state_hash >= self.state_hash_gap;
             self.checkpoint(with_state);
         }
         Ok(outcome)
@@ -292,7 +288,7 @@ impl TenantStore {
             // A snapshot is anchored on the chain after its last command: let the writer
             // catch up first (one sync's wait, once per interval).
             let durable = self.writer.wait_all()?;
-            self.snapshot_in_line(durable);
+            self.snapshot_in_background(durable);
         }
         Ok(self.engine.last_sequence())
     }
@@ -339,40 +335,34 @@ impl TenantStore {
         Ok(self.writer.wait_all()?.sequence)
     }
 
-    /// Takes a snapshot in line, without copying the engine: the shard streams the state's
-    /// encoding into the file, hashing it on the way, and a helper thread syncs the file,
-    /// names it and prunes old ones, so the shard never waits for the disk. The body's hash is
-    /// the engine's state hash (the same bytes), so a checkpoint carrying it is staged right
-    /// behind the snapshot's last command at no extra cost. Resident memory stays at one
-    /// state. A snapshot is an optimization of recovery, never the source of truth, so a
-    /// failure is logged and the next interval tries again.
-    fn snapshot_in_line(&mut self, durable: Durable) {
+    /// Takes a snapshot without holding up the tenant for its encoding and writing: the engine
+    /// is copied here (a memory copy, a fraction of the cost) and a helper thread encodes,
+    /// writes and prunes. A snapshot is an optimization of recovery, never the source of
+    /// truth, so a failure is logged and the next interval tries again.
+    fn snapshot_in_background(&mut self, durable: Durable) {
         self.since_snapshot = 0;
         self.snapshot_gap = self.stretched(self.options.snapshot_interval);
         if self.snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
-            return; // The previous one is still being synced: skip this interval.
+            return; // The previous one is still being written: skip this interval.
         }
         debug_assert_eq!(durable.sequence, self.engine.last_sequence(), "invariant: caught up");
         let started = std::time::Instant::now();
-        let (engine, dir) = (&self.engine, &self.snapshot_dir);
-        let (tenant, sequence) = (engine.tenant(), engine.last_sequence());
-        let body = |out: &mut keel_journal::HashingWriter<'_>| engine.write_snapshot_to(out);
-        let unsynced = match keel_journal::start_snapshot(dir, sequence, &durable.chain, body) {
-            Ok(unsynced) => unsynced,
-            Err(error) => {
-                tracing::warn!(%tenant, %error, "snapshot failed");
-                return;
-            }
-        };
+        // A fresh copy, dropped once written: keeping it to copy into next time saved little
+        // time (the copy is bandwidth-bound either way) and doubled the resident state.
+        let engine = self.engine.clone();
         let micros = started.elapsed().as_micros() as u64;
-        tracing::info!(%tenant, sequence, micros, "snapshot encoded, with the state hash");
-        let dir = dir.clone();
-        self.stage_checkpoint(unsynced.body_hash);
+        tracing::info!(tenant = %engine.tenant(), micros, "engine copied for a snapshot");
+        let chain = durable.chain;
+        let dir = self.snapshot_dir.clone();
         let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            match unsynced.finish().map_err(anyhow::Error::from).and_then(|_| prune_snapshots(&dir))
-            {
-                Ok(()) => tracing::info!(%tenant, sequence, "snapshot written"),
-                Err(error) => tracing::warn!(%tenant, %error, "snapshot failed"),
+            let sequence = engine.last_sequence();
+            let body = |out: &mut keel_journal::HashingWriter<'_>| engine.write_snapshot_to(out);
+            let result = keel_journal::write_snapshot_streamed(&dir, sequence, &chain, body)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| prune_snapshots(&dir));
+            match result {
+                Ok(()) => tracing::info!(tenant = %engine.tenant(), sequence, "snapshot written"),
+                Err(error) => tracing::warn!(tenant = %engine.tenant(), %error, "snapshot failed"),
             }
         });
         self.snapshot_writer = spawned.ok();
@@ -382,25 +372,22 @@ impl TenantStore {
     /// carrying the engine's state hash when `with_state` (all zeros otherwise: no state hash
     /// in this checkpoint).
     pub fn checkpoint(&mut self, with_state: bool) {
-        if with_state {
+        let state_hash = if with_state {
             let started = std::time::Instant::now();
             let hash = self.engine.state_hash().0;
             let (tenant, sequence) = (self.engine.tenant(), self.engine.last_sequence());
             let micros = started.elapsed().as_micros() as u64;
             tracing::info!(%tenant, sequence, micros, "state hash for a checkpoint");
-            self.stage_checkpoint(hash);
+            hash
         } else {
-            self.staging.checkpoint([0; 32]);
-            self.since_checkpoint = 0;
-        }
-    }
-
-    /// Stages a checkpoint carrying `state_hash`, the engine's now.
-    fn stage_checkpoint(&mut self, state_hash: [u8; 32]) {
+            [0; 32]
+        };
         self.staging.checkpoint(state_hash);
         self.since_checkpoint = 0;
-        self.since_state_hash = 0;
-        self.state_hash_gap = self.stretched(self.options.state_hash_interval);
+        if with_state {
+            self.since_state_hash = 0;
+            self.state_hash_gap = self.stretched(self.options.state_hash_interval);
+        }
     }
 
     /// Commits, then writes a snapshot of the current state anchored at the journal's last
