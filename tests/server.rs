@@ -523,6 +523,8 @@ async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks
         .unwrap_or_else(|| panic!("no sync count for alpha in:\n{page}"));
     assert!(syncs >= 1, "{syncs} syncs");
     assert!(page.contains("keel_commands_total{tenant=\"alpha\",outcome=\"accepted\"} 125"));
+    // Every command is counted in exactly one released batch.
+    assert!(page.contains("keel_commit_batch_commands_sum{tenant=\"alpha\"} 125"), "{page}");
 
     // A batch sent and the client dropped before its acknowledgement: the handle fails.
     let batch = batches("D", 1, 5_000).remove(0);

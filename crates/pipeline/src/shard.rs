@@ -101,9 +101,8 @@ pub(crate) fn run(
             Some(first) => {
                 let mut requests = spare.pop().unwrap_or_default();
                 let started = Instant::now();
-                let staged =
+                let (commands, staged) =
                     stage_batch(&mut store, first, &mut queue, &mut requests, &metrics, &options);
-                let commands = requests.iter().map(|(request, _)| request.commands()).sum();
                 let sequence = store.engine().last_sequence();
                 pending.push_back(Staged { sequence, commands, started, requests });
                 staged.and_then(|()| store.flush()).and_then(|_| match pending.front() {
@@ -153,9 +152,10 @@ pub(crate) fn run(
 }
 
 /// Takes `first` and whatever else is queued (up to `batch_commands_max` commands), applies it
-/// and computes every answer into `requests`. Queries are answered here, against the state
-/// after the commands before them, and released with their batch. After a fault the rest of
-/// the requests are still taken (their answers never go out: the caller fails them all).
+/// and computes every answer into `requests`; returns how many commands that was. Queries are
+/// answered here, against the state after the commands before them, and released with their
+/// batch. After a fault the rest of the requests are still taken (their answers never go out:
+/// the caller fails them all).
 fn stage_batch(
     store: &mut TenantStore,
     first: Request,
@@ -163,7 +163,7 @@ fn stage_batch(
     requests: &mut Vec<(Request, Answer)>,
     metrics: &TenantMetrics,
     options: &ShardOptions,
-) -> anyhow::Result<()> {
+) -> (usize, anyhow::Result<()>) {
     let timestamp_ns = now_ns();
     let mut commands = 0;
     let mut next = Some(first);
@@ -190,7 +190,7 @@ fn stage_batch(
             next = queue.try_recv().ok();
         }
     }
-    fault.map_or(Ok(()), Err)
+    (commands, fault.map_or(Ok(()), Err))
 }
 
 fn stage_submit(
