@@ -222,10 +222,7 @@ fn submit_stream(
     let start = Instant::now();
     for chunk in stream.chunks(BATCH) {
         // As the shard does for each request.
-        black_box(store.engine().probe(chunk.iter().filter_map(|e| match &e.command {
-            keel_engine::Command::Trade(report) => Some(report),
-            _ => None,
-        })));
+        black_box(store.engine().probe(chunk.iter().filter_map(|e| e.command.trade_report())));
         let outcomes: Vec<_> = chunk
             .iter()
             .map(|e| store.stage(e.command.clone(), e.timestamp_ns).expect("stage"))

@@ -32,6 +32,16 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The trade report this command carries, if it is one (for `Engine::probe`).
+    pub fn trade_report(&self) -> Option<&TradeReport> {
+        match self {
+            Command::Trade(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
 /// A command with the tenant sequence and capture time assigned by the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

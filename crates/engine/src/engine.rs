@@ -168,24 +168,17 @@ impl Engine {
         let mut sum = 0_u64;
         for report in reports {
             let found = capture.report(&report.report_id).map_or(0, |record| record.sequence);
-            sum = sum.wrapping_add(found);
-            let details = match &report.action {
-                TradeAction::New(details) => Some(details),
-                TradeAction::Amend { target, details } => {
-                    if let Some(key) = capture.find_trade(target) {
-                        let trade = capture.trade(key);
-                        sum = sum.wrapping_add(position(trade.account, trade.instrument));
-                    }
-                    Some(details)
-                }
-                TradeAction::Cancel { target } => {
-                    if let Some(key) = capture.find_trade(target) {
-                        let trade = capture.trade(key);
-                        sum = sum.wrapping_add(position(trade.account, trade.instrument));
-                    }
-                    None
-                }
+            let (target, details) = match &report.action {
+                TradeAction::New(details) => (None, Some(details)),
+                TradeAction::Amend { target, details } => (Some(target), Some(details)),
+                TradeAction::Cancel { target } => (Some(target), None),
             };
+            // The trade an amend or cancel reverses, and the position it was booked to.
+            if let Some(trade) = target.and_then(|target| capture.find_trade(target)) {
+                let trade = capture.trade(trade);
+                sum = sum.wrapping_add(position(trade.account, trade.instrument));
+            }
+            // The position a new or amended trade books to.
             if let Some(details) = details {
                 let account = reference.account_key(&details.account);
                 let instrument = reference.instrument_key(&details.instrument);
@@ -193,6 +186,7 @@ impl Engine {
                     sum = sum.wrapping_add(position(account, instrument));
                 }
             }
+            sum = sum.wrapping_add(found);
         }
         sum
     }

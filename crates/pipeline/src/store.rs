@@ -611,12 +611,10 @@ fn apply_chunk(
     progress: &mut impl FnMut(u64),
     after: &mut impl FnMut(&keel_journal::RecordRef<'_>, &Engine),
 ) -> Result<(), ReplayError> {
-    std::hint::black_box(engine.probe(chunk.records.iter().filter_map(|record| {
-        match &record.envelope {
-            Some(Envelope { command: keel_engine::Command::Trade(report), .. }) => Some(report),
-            _ => None,
-        }
-    })));
+    let reports = chunk.records.iter().filter_map(|record| record.envelope.as_ref());
+    std::hint::black_box(
+        engine.probe(reports.filter_map(|envelope| envelope.command.trade_report())),
+    );
     let mut start = 0;
     for record in &chunk.records {
         let payload = &chunk.payloads[start..record.end];
