@@ -9,8 +9,10 @@
 //! - `trade`: trade reports (new / amend / cancel), give-up responses, average-price allocations.
 //! - `reject`: `CaptureError`, every rejection with its stable wire code.
 //! - `table`: line-numbered CSV reading shared by the loaders.
+//! - `cow`: `CowVec`, the chunked copy-on-write arena behind the engine's large tables.
 
 pub mod account;
+pub mod cow;
 pub mod date;
 pub mod fixed;
 pub mod ident;
@@ -20,6 +22,7 @@ pub mod table;
 pub mod trade;
 
 pub use account::{Account, AccountKind, PositionMode};
+pub use cow::CowVec;
 pub use date::Date;
 pub use fixed::{Amount, Currency, Multiplier, Price, Quantity, Rounding};
 pub use ident::{

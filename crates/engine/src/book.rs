@@ -1,8 +1,10 @@
 //! The tenant's positions: an arena of `Position`s in creation order with a hash index by
 //! (account, instrument). Keeping positions out of the map's slots halves their memory (a
 //! hash map's load factor would apply to 80-byte slots; here it applies to 16-byte ones).
-//! A position that empties keeps its slot, so a key's slot never moves.
+//! A position that empties keeps its slot, so a key's slot never moves. The arenas are
+//! `CowVec`s, so a snapshot image shares them and the shard copies only the chunks it writes.
 
+use keel_domain::CowVec;
 use keel_position_keeping::Position;
 use keel_trade_capture::{AccountKey, InstrumentKey};
 use rustc_hash::FxHashMap;
@@ -19,8 +21,8 @@ pub(crate) fn split_key(key: u64) -> (AccountKey, InstrumentKey) {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct PositionBook {
-    keys: Vec<u64>,
-    positions: Vec<Position>,
+    keys: CowVec<u64>,
+    positions: CowVec<Position>,
     #[serde(skip)]
     index: FxHashMap<u64, u32>,
 }
@@ -55,6 +57,15 @@ impl PositionBook {
     /// creation order.
     pub(crate) fn iter_all(&self) -> impl Iterator<Item = (u64, &Position)> {
         self.keys.iter().copied().zip(&self.positions)
+    }
+
+    /// The arenas without the index, sharing their chunks: for a snapshot image only.
+    pub(crate) fn image(&self) -> PositionBook {
+        PositionBook {
+            keys: self.keys.clone(),
+            positions: self.positions.clone(),
+            index: FxHashMap::default(),
+        }
     }
 
     /// Makes room for `positions` positions in all.

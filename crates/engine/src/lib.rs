@@ -6,7 +6,8 @@
 //!   `Outcome` (accepted / duplicate / rejected).
 //! - `engine`: `Engine`, applying commands, queries, `EngineError` for faults that stop a tenant.
 //! - `book`: the positions arena with its (account, instrument) index.
-//! - `snapshot`: the canonical encoding, BLAKE3 state hash, snapshot and restore.
+//! - `snapshot`: the canonical encoding, BLAKE3 state hash, snapshot and restore, and
+//!   `EngineImage`, the copy-on-write copy that lets another thread encode or hash the state.
 //!
 //! Nothing here touches a socket, a file, a clock or a thread: the business date, timestamps,
 //! reference data and sequence numbers all arrive in commands, so the same commands always give
@@ -19,4 +20,4 @@ pub mod snapshot;
 
 pub use command::{Command, DecodeError, Envelope, Outcome, Reject};
 pub use engine::{Engine, EngineError, PositionView};
-pub use snapshot::{StateHash, SNAPSHOT_FORMAT_VERSION};
+pub use snapshot::{EngineImage, StateHash, SNAPSHOT_FORMAT_VERSION};

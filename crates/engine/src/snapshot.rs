@@ -71,7 +71,54 @@ fn options() -> impl Options {
         .with_limit(SNAPSHOT_BYTES_MAX)
 }
 
+/// A frozen copy of an engine's state, to encode or hash on another thread while the engine
+/// goes on. Taking one (`Engine::image`) shares the large arenas chunk by chunk (copy-on-write:
+/// the engine copies a chunk the first time it writes to it while the image lives) and copies
+/// only the small tables; the indexes are left out. Its snapshot bytes and state hash are
+/// exactly the engine's at the moment it was taken.
+#[derive(Debug)]
+pub struct EngineImage {
+    engine: Engine,
+}
+
+impl EngineImage {
+    pub fn tenant(&self) -> TenantId {
+        self.engine.tenant
+    }
+
+    /// The sequence of the last command the image includes.
+    pub fn last_sequence(&self) -> u64 {
+        self.engine.last_sequence
+    }
+
+    /// As `Engine::state_hash`.
+    pub fn state_hash(&self) -> StateHash {
+        self.engine.state_hash()
+    }
+
+    /// As `Engine::write_snapshot_to`.
+    pub fn write_snapshot_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.engine.write_snapshot_to(out)
+    }
+}
+
 impl Engine {
+    /// A frozen copy of the state for a snapshot or a state hash (see `EngineImage`): about a
+    /// millisecond at a million trades, where `clone` takes a tenth of a second.
+    pub fn image(&self) -> EngineImage {
+        EngineImage {
+            engine: Engine::from_parts(
+                self.tenant,
+                self.capture.image(),
+                self.positions.image(),
+                self.cash.clone(),
+                self.settlement.clone(),
+                self.last_sequence,
+                self.last_timestamp_ns,
+            ),
+        }
+    }
+
     /// The canonical encoding of the whole state.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut bytes = Vec::new();

@@ -157,4 +157,41 @@ proptest! {
         let shorter = engine_with(&commands[..commands.len() - 1]);
         prop_assert_ne!(first.state_hash(), shorter.state_hash());
     }
+
+    /// An image taken mid-stream keeps the state it was taken at while the engine goes on: its
+    /// snapshot is byte for byte that of an engine that stopped there, and the engine's own
+    /// state is unaffected by the sharing. Later commands amend and cancel earlier trades, so
+    /// they write into chunks the image shares. Rows repeat to span several chunks.
+    #[test]
+    fn an_image_is_frozen_while_the_engine_goes_on(
+        rows in rows(),
+        split in any::<prop::sample::Index>(),
+        repeat in 1usize..6,
+    ) {
+        let rows: Vec<Row> = rows.iter().cycle().take(rows.len() * repeat * 5).copied().collect();
+        let commands = trades(&rows);
+        let at = split.index(commands.len());
+        let mut later: Vec<Command> = commands[at..].to_vec();
+        for (n, &(account, instrument, buy, quantity, ticks)) in rows[..at].iter().enumerate().step_by(7) {
+            let target = format!("T{n}");
+            later.push(if n % 2 == 0 {
+                cancel(&format!("C{n}"), &target)
+            } else {
+                let details = details(ACCOUNT_IDS[account], instrument, side(!buy), quantity, ticks);
+                amend(&format!("M{n}"), &target, details)
+            });
+        }
+        let mut engine = engine_with(&commands[..at]);
+        let image = engine.image();
+        run(&mut engine, &later);
+        let stopped = engine_with(&commands[..at]);
+        let mut image_bytes = Vec::new();
+        image.write_snapshot_to(&mut image_bytes).unwrap();
+        prop_assert!(image_bytes == stopped.snapshot(), "the image kept the state it was taken at");
+        prop_assert_eq!(image.state_hash(), stopped.state_hash());
+        prop_assert_eq!(image.last_sequence(), stopped.last_sequence());
+        let mut all = commands[..at].to_vec();
+        all.extend(later);
+        prop_assert_eq!(engine.state_hash(), engine_with(&all).state_hash());
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_domain::{AccountId, Amount, Currency, Date, ExchangeId, InstrumentId};
+use keel_domain::{AccountId, Amount, CowVec, Currency, Date, ExchangeId, InstrumentId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SettleError;
@@ -73,12 +73,14 @@ pub struct PaymentInstruction {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
-    postings: Vec<Posting>,
+    /// Copy-on-write, so that a snapshot image shares the postings (millions after a large
+    /// end of day) instead of copying them.
+    postings: CowVec<Posting>,
     balances: BTreeMap<(LedgerAccount, Currency), Amount>,
 }
 
 impl Ledger {
-    pub fn postings(&self) -> &[Posting] {
+    pub fn postings(&self) -> &CowVec<Posting> {
         &self.postings
     }
 

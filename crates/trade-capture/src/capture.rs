@@ -4,6 +4,7 @@
 use std::hash::Hash;
 
 use keel_domain::fixed::div_round;
+use keel_domain::CowVec;
 use keel_domain::{
     Account, AccountKind, Amount, AveragePriceAllocation, CaptureError, Currency, GiveUpDecision,
     GiveUpResponse, GroupId, Instrument, PositionEffect, Price, Quantity, ReportId, Rounding, Side,
@@ -55,7 +56,8 @@ pub enum Accepted {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Capture {
     reference: Reference,
-    trades: Vec<TradeRecord>,
+    /// Copy-on-write, like the report table's records: `image` shares them.
+    trades: CowVec<TradeRecord>,
     reports: ReportTable,
     /// Bookings of allocated trades, one per split.
     #[serde(serialize_with = "sorted::serialize", deserialize_with = "sorted::deserialize")]
@@ -86,8 +88,23 @@ impl Capture {
         &self.reference
     }
 
-    pub fn trades(&self) -> &[TradeRecord] {
+    pub fn trades(&self) -> &CowVec<TradeRecord> {
         &self.trades
+    }
+
+    /// A frozen copy for writing a snapshot: the arenas' chunks are shared (copy-on-write)
+    /// and the indexes are left out, so it costs one pointer per chunk plus the small tables.
+    /// It serializes exactly like `self` but must not be queried: it cannot find anything.
+    pub fn image(&self) -> Capture {
+        Capture {
+            reference: self.reference.clone(),
+            trades: self.trades.clone(),
+            reports: self.reports.image(),
+            splits: self.splits.clone(),
+            groups: self.groups.clone(),
+            group_index: FxHashMap::default(),
+            next_booking: self.next_booking,
+        }
     }
 
     pub fn trade(&self, key: TradeKey) -> &TradeRecord {

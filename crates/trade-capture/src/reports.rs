@@ -1,14 +1,15 @@
 //! The report table: every accepted report id with what is needed to answer a resubmission.
 //!
 //! One record per accepted instruction is the largest per-trade cost of a tenant's state, so
-//! the table is an arena (`Vec<ReportRecord>`, 64 bytes a record, in acceptance order) with a
-//! hash index of `u32` positions beside it (`hashbrown::HashTable`, 5 bytes a slot) instead of a
-//! map holding the records in its slots, where the load factor would double their cost.
+//! the table is an arena (`CowVec<ReportRecord>`, 64 bytes a record, in acceptance order,
+//! shared copy-on-write with snapshot images) with a hash index of `u32` positions beside it
+//! (`hashbrown::HashTable`, 5 bytes a slot) instead of a map holding the records in its slots,
+//! where the load factor would double their cost.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use keel_domain::ReportId;
+use keel_domain::{CowVec, ReportId};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{ReportKind, TradeKey};
@@ -30,7 +31,7 @@ pub struct ReportRecord {
 /// Accepted report ids, in acceptance order, with a hash index.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReportTable {
-    records: Vec<ReportRecord>,
+    records: CowVec<ReportRecord>,
     #[serde(skip)]
     index: HashTable<u32>,
 }
@@ -65,8 +66,13 @@ impl ReportTable {
         self.records.is_empty()
     }
 
-    pub fn records(&self) -> &[ReportRecord] {
+    pub fn records(&self) -> &CowVec<ReportRecord> {
         &self.records
+    }
+
+    /// The records without the index, sharing their chunks: for a snapshot image only.
+    pub fn image(&self) -> ReportTable {
+        ReportTable { records: self.records.clone(), index: HashTable::new() }
     }
 
     /// Makes room for `additional` more records without growing the arena or the index.

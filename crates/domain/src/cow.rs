@@ -1,0 +1,352 @@
+//! `CowVec`: a growable array whose copy costs one pointer per chunk, not one per element.
+//!
+//! The engine's large tables (trades, report ids, positions) are arenas indexed by a dense
+//! integer key. A snapshot or a state hash needs a frozen copy of them while the shard goes on
+//! changing the originals; copying a million-entry arena stalls the shard for a tenth of a
+//! second. `CowVec` stores its elements in fixed-size chunks behind reference counts, so a
+//! copy shares every chunk, and the first write to a shared chunk copies that chunk alone
+//! (about 32 KiB) before changing it: copy-on-write at the granularity of a page group, as
+//! `fork` gives Redis's background save, but per tenant and without `unsafe`.
+//!
+//! Growth never moves existing elements (a new chunk is added), so pushing never stalls on a
+//! reallocation of the whole arena either. Indexing is two loads: the chunk table is small
+//! (one pointer per chunk) and stays in cache.
+//!
+//! Serialized exactly like a `Vec<T>` (a length, then the elements), so swapping one for the
+//! other changes no snapshot byte.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Index, IndexMut};
+use std::sync::Arc;
+
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Bytes a chunk aims at: small enough that copying one on a write is a few microseconds,
+/// large enough that the chunk table of a million entries is a few thousand pointers.
+const CHUNK_BYTES: usize = 32 << 10;
+
+/// log2 of the elements per chunk for elements of `size` bytes: the largest power of two that
+/// keeps a chunk within `CHUNK_BYTES`, and at least 16 elements.
+const fn chunk_shift(size: usize) -> u32 {
+    let per_chunk = match CHUNK_BYTES.checked_div(size) {
+        Some(per_chunk) => per_chunk,
+        None => CHUNK_BYTES, // zero-sized elements
+    };
+    let shift = if per_chunk <= 1 { 0 } else { usize::BITS - 1 - per_chunk.leading_zeros() };
+    if shift < 4 {
+        4
+    } else {
+        shift
+    }
+}
+
+/// A vector of `T` in shared chunks: `clone` is O(len / chunk), and writes copy a shared chunk
+/// first.
+pub struct CowVec<T> {
+    chunks: Vec<Arc<Vec<T>>>,
+    len: usize,
+}
+
+impl<T> CowVec<T> {
+    const SHIFT: u32 = chunk_shift(std::mem::size_of::<T>());
+    const CHUNK: usize = 1 << Self::SHIFT;
+    const MASK: usize = Self::CHUNK - 1;
+
+    pub const fn new() -> Self {
+        Self { chunks: Vec::new(), len: 0 }
+    }
+
+    /// Elements per chunk for this `T`.
+    pub const fn chunk_len() -> usize {
+        Self::CHUNK
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn get(&self, index: usize) -> Option<&T> {
+        if index < self.len {
+            Some(&self.chunks[index >> Self::SHIFT][index & Self::MASK])
+        } else {
+            None
+        }
+    }
+
+    /// Makes room in the chunk table for `additional` more elements. Chunks themselves are
+    /// allocated as they fill: growth never copies elements, so there is nothing else to
+    /// reserve.
+    pub fn reserve(&mut self, additional: usize) {
+        let chunks = (self.len + additional).div_ceil(Self::CHUNK);
+        self.chunks.reserve(chunks.saturating_sub(self.chunks.len()));
+    }
+
+    /// The elements in order.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { chunks: self.chunks.iter(), current: [].iter(), remaining: self.len }
+    }
+
+    /// How many chunks are shared with a copy (and would be copied by a write).
+    pub fn shared_chunks(&self) -> usize {
+        self.chunks.iter().filter(|chunk| Arc::strong_count(chunk) > 1).count()
+    }
+}
+
+impl<T: Clone> CowVec<T> {
+    pub fn push(&mut self, value: T) {
+        if self.len & Self::MASK == 0 {
+            let mut chunk = Vec::with_capacity(Self::CHUNK);
+            chunk.push(value);
+            self.chunks.push(Arc::new(chunk));
+        } else {
+            let last = self.chunks.len() - 1;
+            self.chunk_mut(last).push(value);
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        if index < self.len {
+            Some(&mut self.chunk_mut(index >> Self::SHIFT)[index & Self::MASK])
+        } else {
+            None
+        }
+    }
+
+    /// Chunk `at`, copied first if a copy of this vector shares it. The copy gets the full
+    /// chunk capacity, so pushing into a copied last chunk does not reallocate it.
+    #[inline]
+    fn chunk_mut(&mut self, at: usize) -> &mut Vec<T> {
+        let chunk = &mut self.chunks[at];
+        if Arc::get_mut(chunk).is_none() {
+            let mut copy = Vec::with_capacity(Self::CHUNK);
+            copy.extend_from_slice(chunk);
+            *chunk = Arc::new(copy);
+        }
+        match Arc::get_mut(chunk) {
+            Some(chunk) => chunk,
+            None => unreachable!("invariant: a chunk just copied has no other owner"),
+        }
+    }
+}
+
+impl<T> Default for CowVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for CowVec<T> {
+    /// Shares every chunk: O(len / chunk).
+    fn clone(&self) -> Self {
+        Self { chunks: self.chunks.clone(), len: self.len }
+    }
+}
+
+impl<T> Index<usize> for CowVec<T> {
+    type Output = T;
+
+    #[inline]
+    fn index(&self, index: usize) -> &T {
+        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        &self.chunks[index >> Self::SHIFT][index & Self::MASK]
+    }
+}
+
+impl<T: Clone> IndexMut<usize> for CowVec<T> {
+    #[inline]
+    fn index_mut(&mut self, index: usize) -> &mut T {
+        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        &mut self.chunk_mut(index >> Self::SHIFT)[index & Self::MASK]
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for CowVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for CowVec<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<T: Eq> Eq for CowVec<T> {}
+
+impl<T: Clone> FromIterator<T> for CowVec<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut vec = CowVec::new();
+        iter.into_iter().for_each(|value| vec.push(value));
+        vec
+    }
+}
+
+impl<T: Clone> Extend<T> for CowVec<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        iter.into_iter().for_each(|value| self.push(value));
+    }
+}
+
+impl<'a, T> IntoIterator for &'a CowVec<T> {
+    type Item = &'a T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+/// Iterator over a `CowVec`'s elements in order.
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    chunks: std::slice::Iter<'a, Arc<Vec<T>>>,
+    current: std::slice::Iter<'a, T>,
+    remaining: usize,
+}
+
+impl<'a, T> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(value) = self.current.next() {
+                self.remaining -= 1;
+                return Some(value);
+            }
+            self.current = self.chunks.next()?.iter();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<T> ExactSizeIterator for Iter<'_, T> {}
+
+impl<T> Clone for Iter<'_, T> {
+    fn clone(&self) -> Self {
+        Iter {
+            chunks: self.chunks.clone(),
+            current: self.current.clone(),
+            remaining: self.remaining,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for CowVec<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for value in self {
+            seq.serialize_element(value)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Clone> Deserialize<'de> for CowVec<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de> + Clone> Visitor<'de> for SeqVisitor<T> {
+            type Value = CowVec<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CowVec<T>, A::Error> {
+                let mut vec = CowVec::new();
+                // The hint comes from the input: cap what it may reserve.
+                vec.reserve(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(value) = seq.next_element()? {
+                    vec.push(value);
+                }
+                Ok(vec)
+            }
+        }
+
+        deserializer.deserialize_seq(SeqVisitor(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_keep_chunks_near_32_kib() {
+        let cases: [(usize, usize); 6] =
+            [(0, 32768), (1, 32768), (8, 4096), (64, 512), (80, 256), (100_000, 16)];
+        for (size, elements) in cases {
+            assert_eq!(1usize << chunk_shift(size), elements, "element size {size}");
+        }
+    }
+
+    #[test]
+    fn behaves_like_a_vec_across_chunk_boundaries() {
+        let mut cow = CowVec::<u64>::new();
+        let mut vec = Vec::new();
+        let chunk = CowVec::<u64>::chunk_len();
+        for n in 0..(3 * chunk as u64 + 5) {
+            cow.push(n * 3);
+            vec.push(n * 3);
+        }
+        for at in [0, 1, chunk - 1, chunk, 2 * chunk + 1, vec.len() - 1] {
+            cow[at] += 1;
+            vec[at] += 1;
+        }
+        assert_eq!(cow.len(), vec.len());
+        assert!(cow.iter().eq(vec.iter()));
+        assert_eq!(cow.iter().len(), vec.len());
+        assert_eq!(cow.get(vec.len()), None);
+        assert_eq!(cow.get(chunk), Some(&vec[chunk]));
+    }
+
+    #[test]
+    fn a_copy_is_frozen_while_the_original_changes() {
+        let chunk = CowVec::<u64>::chunk_len();
+        let mut original: CowVec<u64> = (0..(2 * chunk as u64 + 10)).collect();
+        let frozen = original.clone();
+        assert_eq!(original.shared_chunks(), 3);
+        original[5] = 1_000;
+        original.push(7);
+        assert_eq!(original.shared_chunks(), 1, "the first and last chunks were copied");
+        assert_eq!(frozen[5], 5);
+        assert_eq!(frozen.len(), 2 * chunk + 10);
+        assert_eq!(original[5], 1_000);
+        assert_eq!(original[2 * chunk + 10], 7);
+        drop(frozen);
+        assert_eq!(original.shared_chunks(), 0);
+    }
+
+    #[test]
+    fn serializes_exactly_like_a_vec() {
+        let vec: Vec<u32> = (0..20_000).map(|n| n * 7).collect();
+        let cow: CowVec<u32> = vec.iter().copied().collect();
+        let bytes = bincode::serialize(&vec).unwrap();
+        assert_eq!(bincode::serialize(&cow).unwrap(), bytes);
+        let back: CowVec<u32> = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, cow);
+        assert_eq!(serde_json::to_string(&cow).unwrap(), serde_json::to_string(&vec).unwrap());
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn indexing_past_the_end_panics_like_a_vec() {
+        let cow: CowVec<u8> = (0..3).collect();
+        let _ = cow[3];
+    }
+}
