@@ -262,29 +262,50 @@ fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
     let engine = store.close().unwrap();
     let (last, expected) = (engine.last_sequence(), engine.state_hash());
 
-    // State hashes in the journal, with the tenant's size in trades when each was taken.
+    // State hashes in the journal, with the tenant's size in trades when each was taken: in
+    // line at the close, deferred (hashed off the shard thread) while growing, each deferred
+    // one followed by its state-hash record.
     let mut hashed: Vec<(u64, usize)> = Vec::new();
+    let (mut deferred, mut attested) = (Vec::new(), Vec::new());
     let mut replayed = keel_engine::Engine::new(demo());
     let trust = keel_journal::Trust::Key(
         keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
     );
-    keel_pipeline::store::replay_into(
+    let report = keel_pipeline::store::replay_into(
         &mut replayed,
         &data.journal_dir(demo()),
         trust,
         None,
         |_| {},
-        |record, engine| {
-            if record.kind == keel_journal::RecordKind::Checkpoint
-                && keel_journal::Checkpoint::decode(record.payload).unwrap().state_hash != [0; 32]
-                && record.sequence > first
-            {
-                hashed.push((record.sequence, engine.capture().trades().len()));
+        |record, engine| match record.kind {
+            keel_journal::RecordKind::Checkpoint if record.sequence > first => {
+                let checkpoint = keel_journal::Checkpoint::decode(record.payload).unwrap();
+                match keel_journal::StateClaim::decode(checkpoint.state_hash) {
+                    keel_journal::StateClaim::None => {}
+                    keel_journal::StateClaim::Deferred => {
+                        deferred.push(record.sequence);
+                        hashed.push((record.sequence, engine.capture().trades().len()));
+                    }
+                    keel_journal::StateClaim::Hash(_) => {
+                        hashed.push((record.sequence, engine.capture().trades().len()));
+                    }
+                }
             }
+            keel_journal::RecordKind::StateHash => {
+                let record = keel_journal::StateHashRecord::decode(record.payload).unwrap();
+                if record.sequence > first {
+                    attested.push(record.sequence);
+                }
+            }
+            _ => {}
         },
     )
     .unwrap();
     assert_eq!(replayed.state_hash(), expected);
+    assert!(deferred.len() >= 3, "deferred while growing: {hashed:?}");
+    assert_eq!(attested, deferred, "every deferred state hash was written, in order");
+    assert!(report.unattested.is_empty());
+    assert!(report.state_hashes_verified >= hashed.len() as u64, "{report:?}");
     let (closing, during) = hashed.split_last().unwrap();
     assert_eq!(closing.0, last, "the close carries a state hash");
     assert!(during.len() >= 3, "state hashes while growing: {hashed:?}");
@@ -303,4 +324,64 @@ fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
     assert!(from > first, "the newest snapshot was taken while growing: {recovery:?}");
     assert_eq!(recovery.commands_replayed, last - from);
     assert_eq!(store.engine().state_hash(), expected);
+}
+
+/// A checkpoint that deferred its state hash is checked against the state-hash record that
+/// follows it; a wrong or unannounced record is named as corruption; and one cut off by a stop
+/// is recomputed by replay and written on open, after which the journal verifies whole.
+#[test]
+fn deferred_state_hashes_are_checked_and_a_missing_one_is_rewritten() {
+    use keel_journal::{Journal, JournalOptions, NodeKey, DEFERRED_STATE_HASH};
+    #[derive(Debug, Clone, Copy)]
+    enum Tail {
+        CutOff,
+        Wrong,
+        Unannounced,
+    }
+    let no_snapshots = StoreOptions { snapshot_interval: 0, ..StoreOptions::default() };
+    for tail in [Tail::CutOff, Tail::Wrong, Tail::Unannounced] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let (report, _) =
+            import_durable(&options(), trades(), &data, no_snapshots.clone()).unwrap();
+        let (expected, last) = (report.engine.state_hash(), report.engine.last_sequence());
+        let key = NodeKey::load_or_create(&data.node_dir()).unwrap();
+        let journal_dir = data.journal_dir(demo());
+        let (mut journal, _) =
+            Journal::open(&journal_dir, demo(), JournalOptions::default()).unwrap();
+        match tail {
+            Tail::CutOff => journal.append_checkpoint(&key, DEFERRED_STATE_HASH).unwrap(),
+            Tail::Wrong => {
+                journal.append_checkpoint(&key, DEFERRED_STATE_HASH).unwrap();
+                journal.append_state_hash(&key, last, [7; 32]).unwrap();
+            }
+            Tail::Unannounced => journal.append_state_hash(&key, last - 1, expected.0).unwrap(),
+        }
+        journal.commit().unwrap();
+        drop(journal);
+
+        let opened = TenantStore::open(&data, demo(), no_snapshots.clone());
+        match tail {
+            Tail::CutOff => {
+                let (store, recovery) = opened.unwrap();
+                assert_eq!(recovery.state_hashes_rewritten, 1, "{recovery:?}");
+                assert_eq!(store.close().unwrap().state_hash(), expected);
+                let (_, again) = TenantStore::open(&data, demo(), no_snapshots.clone()).unwrap();
+                assert_eq!(again.state_hashes_rewritten, 0, "written once: {again:?}");
+                assert!(again.state_hashes_verified >= 2, "{again:?}");
+            }
+            Tail::Wrong | Tail::Unannounced => {
+                let error = format!("{:#}", opened.unwrap_err());
+                let expected_fault = match tail {
+                    Tail::Wrong => "state hash after replay does not match".to_owned(),
+                    _ => format!("state-hash record for sequence {}", last - 1),
+                };
+                assert!(error.contains(&expected_fault), "{tail:?}: {error}");
+                assert!(
+                    error.contains(&format!("sequence {last}")),
+                    "{tail:?} names the record: {error}"
+                );
+            }
+        }
+    }
 }

@@ -49,6 +49,10 @@ pub enum Corruption {
     CheckpointMalformed,
     #[error("state hash after replay does not match the checkpoint")]
     StateHashMismatch,
+    #[error("state-hash record attests sequence {attested}, after its own position {at}")]
+    StateHashAhead { attested: u64, at: u64 },
+    #[error("state-hash record for sequence {0}, where no checkpoint deferred one")]
+    StateHashUnannounced(u64),
     #[error("snapshot: {0}")]
     Snapshot(String),
     #[error("backup copy differs from the primary journal")]

@@ -5,8 +5,11 @@
 
 use keel_domain::TenantId;
 
-/// Version of the segment and record layouts written by this build.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version of the segment and record layouts written by this build. 2 added the state-hash
+/// record (kind 3) and the deferred state hash in checkpoints; layouts are otherwise those of 1.
+pub const FORMAT_VERSION: u8 = 2;
+/// Oldest version this build reads (a journal may hold segments of either).
+pub const FORMAT_VERSION_MIN: u8 = 1;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"KEELSEG1";
 pub const SEGMENT_HEADER_BYTES: usize = 96;
@@ -25,6 +28,9 @@ pub enum RecordKind {
     Command = 1,
     /// A signed checkpoint of the engine's state hash after the command with its sequence.
     Checkpoint = 2,
+    /// The state hash after an earlier command, computed off the shard thread and announced
+    /// by a checkpoint at that command carrying `DEFERRED_STATE_HASH` (format version 2).
+    StateHash = 3,
 }
 
 impl RecordKind {
@@ -32,6 +38,7 @@ impl RecordKind {
         match byte {
             1 => Some(RecordKind::Command),
             2 => Some(RecordKind::Checkpoint),
+            3 => Some(RecordKind::StateHash),
             _ => None,
         }
     }
@@ -89,7 +96,8 @@ impl SegmentHeader {
         if crc32c::crc32c(&bytes[..92]) != u32_at(bytes, 92) {
             return Err("segment header checksum does not match");
         }
-        if u16::from_le_bytes([bytes[8], bytes[9]]) != u16::from(FORMAT_VERSION) {
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if !(u16::from(FORMAT_VERSION_MIN)..=u16::from(FORMAT_VERSION)).contains(&version) {
             return Err("segment format version is not supported");
         }
         Ok(SegmentHeader {
@@ -177,7 +185,7 @@ pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, HeaderFault> {
     if crc32c::crc32c(&bytes[..24]) != u32_at(bytes, 24) {
         return Err(HeaderFault::HeaderChecksum);
     }
-    if bytes[4] != FORMAT_VERSION {
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&bytes[4]) {
         return Err(HeaderFault::Version(bytes[4]));
     }
     let kind = RecordKind::from_byte(bytes[5]).ok_or(HeaderFault::Kind(bytes[5]))?;
@@ -236,14 +244,14 @@ mod tests {
             hex(&header.encode()),
             concat!(
                 "4b45454c53454731", // magic KEELSEG1
-                "0100",
-                "0000",             // format version 1, reserved
+                "0200",
+                "0000",             // format version 2, reserved
                 "01000000",         // segment number 1
                 "0000000000000000", // previous sequence 0
                 "64656d6f00000000000000000000000000000000000000000000000000000000", // "demo"
                 "d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c7845a86972e2", // genesis
                 "00000000",         // reserved
-                "b504abc2",         // CRC32C of the bytes before
+                "706a6ce6",         // CRC32C of the bytes before
             )
         );
         let mut out = Vec::new();
@@ -253,19 +261,51 @@ mod tests {
             hex(&out[..32]),
             concat!(
                 "4b524543", // magic KREC
+                "02",
                 "01",
-                "01",
-                "0000",             // format version 1, kind command, reserved
+                "0000",             // format version 2, kind command, reserved
                 "07000000",         // payload length 7
                 "0700000000000000", // sequence 7
                 "7069e3f4",         // CRC32C of the payload
-                "837fe182",         // CRC32C of the 24 bytes before
+                "446725db",         // CRC32C of the 24 bytes before
                 "00000000",         // reserved
             )
         );
-        assert_eq!(hex(&chain), "707f4633bc6671418fe9c187842b7033902f0a66d70231636f4b0cbd244af5d4");
+        assert_eq!(hex(&chain), "2cd0f032879bf8360e5bc3126bcaab14a7d1beb85f9850bacffef063a7d8d259");
         assert_eq!(&out[32..64], &chain);
         assert_eq!(&out[64..], b"payload");
+    }
+
+    /// Version 1 (before state-hash records) is still read: the golden bytes it pinned decode.
+    #[test]
+    fn version_1_still_reads() {
+        fn unhex(text: &str) -> Vec<u8> {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+                .collect()
+        }
+        let segment = unhex(concat!(
+            "4b45454c534547310100000001000000000000000000000064656d6f00000000000000000000000000",
+            "000000000000000000000000000000d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c",
+            "7845a86972e200000000b504abc2"
+        ));
+        let header = SegmentHeader::decode(&segment).unwrap();
+        assert_eq!((header.number, header.prev_sequence), (1, 0));
+        let mut record = unhex(concat!(
+            "4b524543010100000700000007000000000000007069e3f4837fe18200000000",
+            "707f4633bc6671418fe9c187842b7033902f0a66d70231636f4b0cbd244af5d4"
+        ));
+        let decoded = decode_record_header(&record).unwrap();
+        assert_eq!((decoded.kind, decoded.sequence, decoded.length), (RecordKind::Command, 7, 7));
+        assert_eq!(chain_hash(&header.prev_chain, &record[..32], b"payload"), decoded.chain);
+        // Version 0 and versions after this build's are refused by name.
+        for version in [0u8, FORMAT_VERSION + 1] {
+            record[4] = version;
+            let crc = crc32c::crc32c(&record[..24]);
+            record[24..28].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode_record_header(&record), Err(HeaderFault::Version(version)));
+        }
     }
 
     #[test]

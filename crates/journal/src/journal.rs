@@ -14,7 +14,7 @@ use crate::format::{
     SEGMENT_HEADER_BYTES,
 };
 use crate::keys::NodeKey;
-use crate::scan::{scan_segment, ChainState, Checkpoint, TornTail, Trust};
+use crate::scan::{scan_segment, ChainState, Checkpoint, StateHashRecord, TornTail, Trust};
 use crate::segments::{check_header, list_segments, segment_name};
 
 /// Tunables, with units last.
@@ -280,6 +280,32 @@ impl Journal {
             &checkpoint.encode(),
         );
         self.state = ChainState { chain, sequence };
+        Ok(())
+    }
+
+    /// Buffers a state-hash record: `state_hash` is the engine's after command `sequence` (an
+    /// earlier one, whose checkpoint deferred it), signed with the node key.
+    pub fn append_state_hash(
+        &mut self,
+        key: &NodeKey,
+        sequence: u64,
+        state_hash: [u8; 32],
+    ) -> Result<(), JournalError> {
+        let at = self.state.sequence;
+        if sequence > at {
+            return Err(JournalError::SequenceOutOfOrder { last: at, got: sequence });
+        }
+        let signature = key.sign_state_hash(self.tenant, sequence, &self.state.chain, &state_hash);
+        let checkpoint =
+            Checkpoint { state_hash, public_key: *key.verifying_key().as_bytes(), signature };
+        let chain = encode_record(
+            &mut self.buffer,
+            &self.state.chain,
+            RecordKind::StateHash,
+            at,
+            &StateHashRecord { sequence, checkpoint }.encode(),
+        );
+        self.state = ChainState { chain, sequence: at };
         Ok(())
     }
 

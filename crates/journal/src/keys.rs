@@ -64,6 +64,18 @@ impl NodeKey {
     ) -> [u8; 64] {
         self.signing.sign(&checkpoint_message(tenant, sequence, prev_chain, state_hash)).to_bytes()
     }
+
+    /// Signs a state-hash record: the tenant, the sequence whose state it attests, the chain
+    /// value before the record and the hash.
+    pub fn sign_state_hash(
+        &self,
+        tenant: TenantId,
+        sequence: u64,
+        prev_chain: &ChainHash,
+        state_hash: &[u8; 32],
+    ) -> [u8; 64] {
+        self.signing.sign(&state_hash_message(tenant, sequence, prev_chain, state_hash)).to_bytes()
+    }
 }
 
 /// Reads a public key (`node.pub`: 64 hex digits).
@@ -84,8 +96,29 @@ pub fn checkpoint_message(
     prev_chain: &ChainHash,
     state_hash: &[u8; 32],
 ) -> [u8; 128] {
+    signed_message(b"keel checkpoint v1\0\0\0\0\0\0", tenant, sequence, prev_chain, state_hash)
+}
+
+/// The bytes a state-hash record's signature covers: as a checkpoint's under another label,
+/// so that neither signature can be passed off as the other.
+pub fn state_hash_message(
+    tenant: TenantId,
+    sequence: u64,
+    prev_chain: &ChainHash,
+    state_hash: &[u8; 32],
+) -> [u8; 128] {
+    signed_message(b"keel state hash v1\0\0\0\0\0\0", tenant, sequence, prev_chain, state_hash)
+}
+
+fn signed_message(
+    label: &[u8; 24],
+    tenant: TenantId,
+    sequence: u64,
+    prev_chain: &ChainHash,
+    state_hash: &[u8; 32],
+) -> [u8; 128] {
     let mut message = [0u8; 128];
-    message[..24].copy_from_slice(b"keel checkpoint v1\0\0\0\0\0\0");
+    message[..24].copy_from_slice(label);
     message[24..56].copy_from_slice(&tenant_bytes(tenant));
     message[56..64].copy_from_slice(&sequence.to_le_bytes());
     message[64..96].copy_from_slice(prev_chain);

@@ -10,7 +10,7 @@ use crate::error::{Corruption, JournalError, Location};
 use crate::format::{
     decode_record_header, ChainHash, RecordHeader, RecordKind, RECORD_HEADER_BYTES,
 };
-use crate::keys::checkpoint_message;
+use crate::keys::{checkpoint_message, state_hash_message};
 
 /// A record as read, borrowing its payload from the segment buffer.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,69 @@ pub struct Checkpoint {
 }
 
 pub const CHECKPOINT_PAYLOAD_BYTES: usize = 128;
+
+/// A checkpoint's `state_hash` when it carries none.
+pub const NO_STATE_HASH: [u8; 32] = [0; 32];
+/// A checkpoint's `state_hash` when the state hash after its sequence is being computed off the
+/// shard thread and follows in a `StateHash` record (format version 2).
+pub const DEFERRED_STATE_HASH: [u8; 32] = [0xff; 32];
+
+/// What a checkpoint says about the state after its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateClaim {
+    None,
+    /// A `StateHash` record later in the journal carries it.
+    Deferred,
+    Hash([u8; 32]),
+}
+
+impl StateClaim {
+    pub fn encode(self) -> [u8; 32] {
+        match self {
+            StateClaim::None => NO_STATE_HASH,
+            StateClaim::Deferred => DEFERRED_STATE_HASH,
+            StateClaim::Hash(hash) => hash,
+        }
+    }
+
+    pub fn decode(state_hash: [u8; 32]) -> StateClaim {
+        match state_hash {
+            NO_STATE_HASH => StateClaim::None,
+            DEFERRED_STATE_HASH => StateClaim::Deferred,
+            hash => StateClaim::Hash(hash),
+        }
+    }
+}
+
+/// A `StateHash` record's payload: the state hash after command `sequence`, which an earlier
+/// checkpoint deferred, signed like a checkpoint (over the tenant, `sequence`, the chain before
+/// this record and the hash, under its own domain label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateHashRecord {
+    pub sequence: u64,
+    pub checkpoint: Checkpoint,
+}
+
+pub const STATE_HASH_PAYLOAD_BYTES: usize = 8 + CHECKPOINT_PAYLOAD_BYTES;
+
+impl StateHashRecord {
+    pub fn encode(&self) -> [u8; STATE_HASH_PAYLOAD_BYTES] {
+        let mut bytes = [0u8; STATE_HASH_PAYLOAD_BYTES];
+        bytes[..8].copy_from_slice(&self.sequence.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.checkpoint.encode());
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<StateHashRecord> {
+        if bytes.len() != STATE_HASH_PAYLOAD_BYTES {
+            return None;
+        }
+        let mut sequence = [0u8; 8];
+        sequence.copy_from_slice(&bytes[..8]);
+        let checkpoint = Checkpoint::decode(&bytes[8..])?;
+        Some(StateHashRecord { sequence: u64::from_le_bytes(sequence), checkpoint })
+    }
+}
 
 impl Checkpoint {
     pub fn encode(&self) -> [u8; CHECKPOINT_PAYLOAD_BYTES] {
@@ -178,7 +241,7 @@ pub fn scan_segment<E: From<JournalError>>(
         }
         let expected = match header.kind {
             RecordKind::Command => state.sequence + 1,
-            RecordKind::Checkpoint => state.sequence,
+            RecordKind::Checkpoint | RecordKind::StateHash => state.sequence,
         };
         if header.sequence != expected {
             let found = header.sequence;
@@ -188,9 +251,16 @@ pub fn scan_segment<E: From<JournalError>>(
         if chain != header.chain {
             return Err(corrupt(offset, sequence, Corruption::ChainBroken).into());
         }
-        if header.kind == RecordKind::Checkpoint {
-            verify_checkpoint(tenant, header.sequence, &state.chain, payload, trust)
-                .map_err(|corruption| corrupt(offset, sequence, corruption))?;
+        match header.kind {
+            RecordKind::Command => {}
+            RecordKind::Checkpoint => {
+                verify_checkpoint(tenant, header.sequence, &state.chain, payload, trust)
+                    .map_err(|corruption| corrupt(offset, sequence, corruption))?;
+            }
+            RecordKind::StateHash => {
+                verify_state_hash(tenant, header.sequence, &state.chain, payload, trust)
+                    .map_err(|corruption| corrupt(offset, sequence, corruption))?;
+            }
         }
         visit(&RecordRef {
             segment: path,
@@ -220,6 +290,30 @@ fn verify_checkpoint(
         return Err(Corruption::UntrustedKey(crate::keys::hex(&checkpoint.public_key)));
     }
     let message = checkpoint_message(tenant, sequence, prev_chain, &checkpoint.state_hash);
+    trusted
+        .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
+        .map_err(|_| Corruption::CheckpointSignature)
+}
+
+/// A state-hash record must attest a sequence already in the journal and, when signatures are
+/// checked, be signed by the trusted key over its own domain label.
+fn verify_state_hash(
+    tenant: TenantId,
+    at: u64,
+    prev_chain: &ChainHash,
+    payload: &[u8],
+    trust: Trust,
+) -> Result<(), Corruption> {
+    let record = StateHashRecord::decode(payload).ok_or(Corruption::CheckpointMalformed)?;
+    if record.sequence > at {
+        return Err(Corruption::StateHashAhead { attested: record.sequence, at });
+    }
+    let Trust::Key(trusted) = trust else { return Ok(()) };
+    let checkpoint = record.checkpoint;
+    if checkpoint.public_key != *trusted.as_bytes() {
+        return Err(Corruption::UntrustedKey(crate::keys::hex(&checkpoint.public_key)));
+    }
+    let message = state_hash_message(tenant, record.sequence, prev_chain, &checkpoint.state_hash);
     trusted
         .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
         .map_err(|_| Corruption::CheckpointSignature)

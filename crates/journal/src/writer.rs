@@ -32,6 +32,8 @@ enum Staged {
     Command { sequence: u64, end: usize },
     /// A signed checkpoint after the commands before it; all zeros: no state hash.
     Checkpoint { state_hash: [u8; 32] },
+    /// The state hash after command `sequence`, deferred by that command's checkpoint.
+    StateHash { sequence: u64, state_hash: [u8; 32] },
 }
 
 impl WriteBatch {
@@ -45,6 +47,12 @@ impl WriteBatch {
     /// Appends a checkpoint of `state_hash` (all zeros: the checkpoint carries none).
     pub fn checkpoint(&mut self, state_hash: [u8; 32]) {
         self.records.push(Staged::Checkpoint { state_hash });
+    }
+
+    /// Appends a state-hash record: `state_hash` after command `sequence`, which an earlier
+    /// checkpoint deferred (`DEFERRED_STATE_HASH`).
+    pub fn state_hash(&mut self, sequence: u64, state_hash: [u8; 32]) {
+        self.records.push(Staged::StateHash { sequence, state_hash });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,6 +79,9 @@ impl WriteBatch {
                     start = end;
                 }
                 Staged::Checkpoint { state_hash } => journal.append_checkpoint(key, state_hash)?,
+                Staged::StateHash { sequence, state_hash } => {
+                    journal.append_state_hash(key, sequence, state_hash)?;
+                }
             }
         }
         Ok(())
@@ -345,6 +356,10 @@ mod tests {
             if round % 10 == 9 {
                 batch.checkpoint([round as u8; 32]);
             }
+            if round % 10 == 4 {
+                // A state hash for the sequence some rounds back, as a deferred one arrives.
+                batch.state_hash(sequence - 3, [round as u8 + 1; 32]);
+            }
             writer.send(batch).expect("send");
             if round % 3 == 0 {
                 assert!(writer.poll().expect("poll").sequence <= sequence);
@@ -361,7 +376,7 @@ mod tests {
         assert_eq!(journal.durable_sequence(), sequence);
         assert_eq!(journal.last_chain(), durable.chain);
 
-        let (mut commands, mut checkpoints) = (0_u64, 0);
+        let (mut commands, mut checkpoints, mut state_hashes) = (0_u64, 0, Vec::new());
         let trust = Trust::Key(key().verifying_key());
         read_journal::<JournalError>(
             dir.path(),
@@ -377,12 +392,20 @@ mod tests {
                         assert_eq!(record.payload, commands.to_le_bytes());
                     }
                     crate::RecordKind::Checkpoint => checkpoints += 1,
+                    crate::RecordKind::StateHash => {
+                        let attested =
+                            crate::StateHashRecord::decode(record.payload).expect("payload");
+                        assert_eq!(record.sequence, commands, "at the end of the journal so far");
+                        assert_eq!(attested.sequence, commands - 3);
+                        state_hashes.push(attested.checkpoint.state_hash[0]);
+                    }
                 }
                 Ok(())
             },
         )
         .expect("read");
         assert_eq!((commands, checkpoints), (sequence, 5));
+        assert_eq!(state_hashes, [5, 15, 25, 35, 45], "signed and verified, in order");
     }
 
     /// `wait(sequence)` returns once that sequence is durable, not before.
