@@ -89,9 +89,27 @@ impl<T> CowVec<T> {
         self.chunks.reserve(chunks.saturating_sub(self.chunks.len()));
     }
 
+    pub fn last(&self) -> Option<&T> {
+        self.len.checked_sub(1).and_then(|last| self.get(last))
+    }
+
     /// The elements in order.
     pub fn iter(&self) -> Iter<'_, T> {
         Iter { chunks: self.chunks.iter(), current: [].iter(), remaining: self.len }
+    }
+
+    /// The elements from `start` on (none if `start` is past the end), without walking the
+    /// ones before it.
+    pub fn iter_from(&self, start: usize) -> Iter<'_, T> {
+        if start >= self.len {
+            return Iter { chunks: [].iter(), current: [].iter(), remaining: 0 };
+        }
+        let at = start >> Self::SHIFT;
+        Iter {
+            chunks: self.chunks[at + 1..].iter(),
+            current: self.chunks[at][start & Self::MASK..].iter(),
+            remaining: self.len - start,
+        }
     }
 
     /// How many chunks are shared with a copy (and would be copied by a write).
@@ -111,6 +129,17 @@ impl<T: Clone> CowVec<T> {
             self.chunk_mut(last).push(value);
         }
         self.len += 1;
+    }
+
+    /// Removes and returns the last element (copying its chunk first if it is shared).
+    pub fn pop(&mut self) -> Option<T> {
+        let last = self.chunks.len().checked_sub(1)?;
+        let value = self.chunk_mut(last).pop();
+        if self.chunks[last].is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        value
     }
 
     #[inline]
@@ -311,8 +340,20 @@ mod tests {
         assert_eq!(cow.len(), vec.len());
         assert!(cow.iter().eq(vec.iter()));
         assert_eq!(cow.iter().len(), vec.len());
+        for start in [0, 1, chunk - 1, chunk, chunk + 1, vec.len() - 1, vec.len(), vec.len() + 9] {
+            assert!(cow.iter_from(start).eq(vec.iter().skip(start)), "from {start}");
+            assert_eq!(cow.iter_from(start).len(), vec.len().saturating_sub(start));
+        }
         assert_eq!(cow.get(vec.len()), None);
         assert_eq!(cow.get(chunk), Some(&vec[chunk]));
+        while let Some(last) = vec.pop() {
+            assert_eq!(cow.last(), Some(&last));
+            assert_eq!(cow.pop(), Some(last));
+            assert_eq!(cow.len(), vec.len());
+        }
+        assert_eq!((cow.pop(), cow.last(), cow.iter().count()), (None, None, 0));
+        cow.push(5);
+        assert_eq!(cow[0], 5);
     }
 
     #[test]

@@ -31,24 +31,25 @@ pub fn write_snapshot(
     chain: &ChainHash,
     body: &[u8],
 ) -> Result<PathBuf, JournalError> {
-    write_snapshot_streamed(dir, sequence, chain, |out| out.write_all(body))
+    write_snapshot_streamed(dir, sequence, chain, |out| out.write_all(body)).map(|(path, _)| path)
 }
 
 /// As `write_snapshot`, with the body streamed by `body` into the file (hashed and counted on
 /// the way; the header, which carries both, is written last), so a large state is never held
-/// in memory twice.
+/// in memory twice. Returns the file's path and the body's BLAKE3 hash (for an engine's
+/// snapshot, its state hash).
 pub fn write_snapshot_streamed(
     dir: &Path,
     sequence: u64,
     chain: &ChainHash,
     body: impl FnOnce(&mut HashingWriter<'_>) -> std::io::Result<()>,
-) -> Result<PathBuf, JournalError> {
+) -> Result<(PathBuf, [u8; 32]), JournalError> {
     use std::io::{Seek, SeekFrom};
     std::fs::create_dir_all(dir).map_err(JournalError::io(dir))?;
     let path = dir.join(snapshot_name(sequence));
     let temporary = dir.join(format!("{}.tmp", snapshot_name(sequence)));
     let io = JournalError::io(&temporary);
-    let written = (|| -> std::io::Result<()> {
+    let written = (|| -> std::io::Result<[u8; 32]> {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(&[0; SNAPSHOT_HEADER_BYTES])?;
         let (hash, length) = {
@@ -71,15 +72,19 @@ pub fn write_snapshot_streamed(
         header[92..96].copy_from_slice(&crc.to_le_bytes());
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header)?;
-        file.sync_all()
+        file.sync_all()?;
+        Ok(hash)
     })();
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary); // Half a snapshot is of no use to anyone.
-        return Err(io(error));
-    }
+    let hash = match written {
+        Ok(hash) => hash,
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary); // Half a snapshot is of no use to anyone.
+            return Err(io(error));
+        }
+    };
     std::fs::rename(&temporary, &path).map_err(JournalError::io(&path))?;
     crate::journal::sync_dir(dir)?;
-    Ok(path)
+    Ok((path, hash))
 }
 
 /// Where a streamed snapshot body goes: the file (buffered), a BLAKE3 hash and a byte count.
@@ -169,10 +174,11 @@ mod tests {
         let whole = write_snapshot(&dir.path().join("whole"), 42, &chain, &body).expect("whole");
         for piece in [1, 1_000, 65_536, 1 << 20, 5_000_000] {
             let streamed_dir = dir.path().join(format!("streamed-{piece}"));
-            let streamed = write_snapshot_streamed(&streamed_dir, 42, &chain, |out| {
+            let (streamed, hash) = write_snapshot_streamed(&streamed_dir, 42, &chain, |out| {
                 body.chunks(piece).try_for_each(|chunk| out.write_all(chunk))
             })
             .expect("streamed");
+            assert_eq!(hash, *blake3::hash(&body).as_bytes(), "the body's hash is returned");
             assert_eq!(
                 std::fs::read(&streamed).expect("read"),
                 std::fs::read(&whole).expect("read")
@@ -183,7 +189,7 @@ mod tests {
         // A body past the periodic sync: still one file, byte for byte.
         let large: Vec<u8> = (0..SNAPSHOT_SYNC_BYTES + 4_096).map(|n| (n % 253) as u8).collect();
         let large_dir = dir.path().join("large");
-        let path = write_snapshot_streamed(&large_dir, 7, &chain, |out| {
+        let (path, _) = write_snapshot_streamed(&large_dir, 7, &chain, |out| {
             large.chunks(1 << 20).try_for_each(|chunk| out.write_all(chunk))
         })
         .expect("large");

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use keel_domain::TenantId;
-use keel_engine::{Command, Engine, Envelope, Outcome, StateHash};
+use keel_engine::{Command, Engine, EngineImage, Envelope, Outcome, StateHash};
 use keel_journal::{
-    read_journal, Corruption, Durable, Journal, JournalError, JournalOptions, JournalWriter,
+    read_journal, ChainHash, Corruption, Journal, JournalError, JournalOptions, JournalWriter,
     Location, NodeKey, OpenReport, RecordKind, StartAfter, Trust, WriteBatch,
 };
 
@@ -141,10 +141,17 @@ pub struct TenantStore {
     state_hash_gap: u64,
     /// The same for snapshots.
     snapshot_gap: u64,
-    /// The helper thread writing the latest background snapshot, if any.
-    snapshot_writer: Option<std::thread::JoinHandle<()>>,
-    /// The helper thread hashing the state after the given sequence for a deferred checkpoint.
-    state_hasher: Option<(u64, std::thread::JoinHandle<StateHash>)>,
+    /// The whole-state pass running in the background, if any.
+    pass: Option<StatePass>,
+}
+
+/// A whole-state pass on a helper thread over an engine image taken after command `sequence`:
+/// it hashes the state for the checkpoint that deferred its hash there and, when a snapshot
+/// was due, writes the snapshot in the same pass (its body's BLAKE3 is the state hash).
+#[derive(Debug)]
+struct StatePass {
+    sequence: u64,
+    thread: std::thread::JoinHandle<StateHash>,
 }
 
 /// Replay failures: the journal's own, or a replayed state that disagrees with a checkpoint.
@@ -244,8 +251,7 @@ impl TenantStore {
             since_snapshot: 0,
             state_hash_gap: 0,
             snapshot_gap: 0,
-            snapshot_writer: None,
-            state_hasher: None,
+            pass: None,
         };
         // A reopened tenant spaces them by its size already.
         store.state_hash_gap = store.stretched(store.options.state_hash_interval);
@@ -290,28 +296,26 @@ impl TenantStore {
         self.since_state_hash += 1;
         self.since_snapshot += 1;
         if self.since_checkpoint >= self.options.checkpoint_interval {
-            if self.since_state_hash >= self.state_hash_gap {
-                self.checkpoint_deferred();
-            } else {
-                self.checkpoint(false);
-            }
+            self.checkpoint(false);
         }
         Ok(outcome)
     }
 
     /// Hands everything staged to the journal writer without waiting for the disk (blocks only
-    /// while `writer_depth` batches are already queued), then snapshots if one is due. Returns
-    /// the last sequence staged, which `wait_durable` takes.
+    /// while `writer_depth` batches are already queued), then starts a background state pass
+    /// if a state hash or a snapshot is due. Returns the last sequence staged, which
+    /// `wait_durable` takes.
     pub fn flush(&mut self) -> anyhow::Result<u64> {
-        if self.state_hasher.as_ref().is_some_and(|(_, hasher)| hasher.is_finished()) {
-            self.stage_state_hash();
+        if self.pass.as_ref().is_some_and(|pass| pass.thread.is_finished()) {
+            self.finish_pass();
         }
         self.send_staged()?;
-        if self.options.snapshot_interval > 0 && self.since_snapshot >= self.snapshot_gap {
-            // A snapshot is anchored on the chain after its last command: let the writer
-            // catch up first (one sync's wait, once per interval).
-            let durable = self.writer.wait_all()?;
-            self.snapshot_in_background(durable);
+        let hash_due = self.since_state_hash > 0 && self.since_state_hash >= self.state_hash_gap;
+        let snapshot_due =
+            self.options.snapshot_interval > 0 && self.since_snapshot >= self.snapshot_gap;
+        // While a pass runs, the next waits (the counters keep counting): one image at a time.
+        if (hash_due || snapshot_due) && self.pass.is_none() {
+            self.start_pass(snapshot_due)?;
         }
         Ok(self.engine.last_sequence())
     }
@@ -358,37 +362,63 @@ impl TenantStore {
         Ok(self.writer.wait_all()?.sequence)
     }
 
-    /// Takes a snapshot without holding up the tenant: the shard takes a copy-on-write image of
-    /// the engine (`Engine::image`: about a millisecond, where a full copy took a tenth of a
-    /// second at a million trades) and a helper thread encodes, writes and prunes. While the
-    /// image lives the shard copies each chunk it first writes to (a few microseconds each).
-    /// A snapshot is an optimization of recovery, never the source of truth, so a failure is
-    /// logged and the next interval tries again.
-    fn snapshot_in_background(&mut self, durable: Durable) {
-        self.since_snapshot = 0;
-        self.snapshot_gap = self.stretched(self.options.snapshot_interval);
-        if self.snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
-            return; // The previous one is still being written: skip this interval.
-        }
-        debug_assert_eq!(durable.sequence, self.engine.last_sequence(), "invariant: caught up");
+    /// Starts a whole-state pass without holding up the tenant: the shard takes a copy-on-write
+    /// image of the engine (`Engine::image`: a fraction of a millisecond, where copying the
+    /// engine took a tenth of a second at a million trades) and stages a checkpoint deferring
+    /// its state hash; a helper thread, at the lowest CPU priority so that it uses only what
+    /// the shard, the journal writer and the sessions leave, hashes the image and, when
+    /// `with_snapshot`, writes it as a snapshot in the same pass. `flush` stages the hash as a
+    /// state-hash record once the pass is done. While the image lives the shard copies each
+    /// chunk it first writes to (a few microseconds each). Hashing in line stalled the shard
+    /// 0.14 s per million trades; the snapshot's copy as much again.
+    fn start_pass(&mut self, with_snapshot: bool) -> anyhow::Result<()> {
+        debug_assert!(self.staging.is_empty(), "invariant: called right after send_staged");
+        // A snapshot is anchored on the chain after its last command: let the writer catch up
+        // first (one sync's wait, once per snapshot).
+        let anchor = if with_snapshot { Some(self.writer.wait_all()?.chain) } else { None };
         let started = std::time::Instant::now();
-        let engine = self.engine.image();
+        let image = self.engine.image();
+        let (tenant, sequence) = (image.tenant(), image.last_sequence());
         let micros = started.elapsed().as_micros() as u64;
-        tracing::info!(tenant = %engine.tenant(), micros, "engine image taken for a snapshot");
-        let chain = durable.chain;
+        tracing::info!(%tenant, sequence, micros, with_snapshot, "engine image taken");
+        self.staging.checkpoint(keel_journal::DEFERRED_STATE_HASH);
+        self.since_checkpoint = 0;
+        self.since_state_hash = 0;
+        self.state_hash_gap = self.stretched(self.options.state_hash_interval);
+        if with_snapshot {
+            self.since_snapshot = 0;
+            self.snapshot_gap = self.stretched(self.options.snapshot_interval);
+        }
         let dir = self.snapshot_dir.clone();
-        let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            let sequence = engine.last_sequence();
-            let body = |out: &mut keel_journal::HashingWriter<'_>| engine.write_snapshot_to(out);
-            let result = keel_journal::write_snapshot_streamed(&dir, sequence, &chain, body)
-                .map_err(anyhow::Error::from)
-                .and_then(|_| prune_snapshots(&dir));
-            match result {
-                Ok(()) => tracing::info!(tenant = %engine.tenant(), sequence, "snapshot written"),
-                Err(error) => tracing::warn!(tenant = %engine.tenant(), %error, "snapshot failed"),
-            }
+        let spawned = std::thread::Builder::new().name("state-pass".into()).spawn(move || {
+            background_priority();
+            let started = std::time::Instant::now();
+            let hash = anchor
+                .and_then(|chain| write_snapshot(&image, &dir, &chain))
+                .unwrap_or_else(|| image.state_hash());
+            let micros = started.elapsed().as_micros() as u64;
+            tracing::info!(%tenant, sequence, micros, with_snapshot, "state pass done");
+            hash
         });
-        self.snapshot_writer = spawned.ok();
+        match spawned {
+            Ok(thread) => self.pass = Some(StatePass { sequence, thread }),
+            Err(error) => {
+                // No thread: hash in line (no snapshot this time; the next interval retries).
+                tracing::warn!(%tenant, %error, "no thread for the state pass: hashing in line");
+                self.staging.state_hash(sequence, self.engine.state_hash().0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the background pass and stages its state hash for the journal.
+    fn finish_pass(&mut self) {
+        let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
+        match thread.join() {
+            Ok(hash) => self.staging.state_hash(sequence, hash.0),
+            // The checkpoint stays unattested: the next open recomputes and writes it.
+            Err(_) => tracing::error!(sequence, "the state-pass thread panicked"),
+        }
     }
 
     /// Stages a signed checkpoint (the writer signs it; durable with the next commit),
@@ -413,52 +443,6 @@ impl TenantStore {
         }
     }
 
-    /// Stages a signed checkpoint whose state hash is deferred: the shard takes an image of the
-    /// engine (copy-on-write, about a millisecond) and a helper thread hashes it, and the hash
-    /// follows in a state-hash record once ready (`flush` stages it). Replay recomputes the
-    /// hash at the checkpoint and checks it against that record. Hashing in line stalled the
-    /// shard 0.14 s per million trades.
-    fn checkpoint_deferred(&mut self) {
-        if self.state_hasher.is_some() {
-            // The last one has had a tenant-size of commands to finish: wait for it, so that
-            // at most one image lives at a time.
-            self.stage_state_hash();
-        }
-        let sequence = self.engine.last_sequence();
-        let image = self.engine.image();
-        let tenant = image.tenant();
-        let spawned = std::thread::Builder::new().name("state-hash".into()).spawn(move || {
-            let started = std::time::Instant::now();
-            let hash = image.state_hash();
-            let micros = started.elapsed().as_micros() as u64;
-            tracing::info!(%tenant, sequence, micros, "state hash for a deferred checkpoint");
-            hash
-        });
-        match spawned {
-            Ok(hasher) => {
-                self.staging.checkpoint(keel_journal::DEFERRED_STATE_HASH);
-                self.state_hasher = Some((sequence, hasher));
-                self.since_checkpoint = 0;
-                self.since_state_hash = 0;
-                self.state_hash_gap = self.stretched(self.options.state_hash_interval);
-            }
-            Err(error) => {
-                tracing::warn!(%tenant, %error, "no thread for the state hash: hashing in line");
-                self.checkpoint(true);
-            }
-        }
-    }
-
-    /// Waits for the state hasher and stages its hash for the journal.
-    fn stage_state_hash(&mut self) {
-        let Some((sequence, hasher)) = self.state_hasher.take() else { return };
-        match hasher.join() {
-            Ok(hash) => self.staging.state_hash(sequence, hash.0),
-            // The checkpoint stays unattested; replay reports and rewrites it.
-            Err(_) => tracing::error!(sequence, "the state-hash thread panicked"),
-        }
-    }
-
     /// Commits, then writes a snapshot of the current state anchored at the journal's last
     /// record, and keeps only the newest `SNAPSHOTS_KEPT` snapshots.
     pub fn snapshot(&mut self) -> anyhow::Result<PathBuf> {
@@ -467,7 +451,7 @@ impl TenantStore {
         let sequence = self.engine.last_sequence();
         let engine = &self.engine;
         let body = |out: &mut keel_journal::HashingWriter<'_>| engine.write_snapshot_to(out);
-        let path =
+        let (path, _) =
             keel_journal::write_snapshot_streamed(&self.snapshot_dir, sequence, &chain, body)?;
         prune_snapshots(&self.snapshot_dir)?;
         self.since_snapshot = 0;
@@ -478,16 +462,45 @@ impl TenantStore {
     /// Checkpoints (if anything happened since the last) and commits: the clean way to stop.
     /// Returns the engine.
     pub fn close(mut self) -> anyhow::Result<Engine> {
-        if let Some(writer) = self.snapshot_writer.take() {
-            let _ = writer.join();
-        }
-        self.stage_state_hash();
+        self.finish_pass();
         if self.since_checkpoint > 0 || self.since_state_hash > 0 {
             self.checkpoint(true);
         }
         self.send_staged()?;
         self.writer.close()?;
         Ok(self.engine)
+    }
+}
+
+/// Writes `image` as a snapshot anchored at `chain` and prunes old ones; returns the state
+/// hash (the body's BLAKE3), or `None` when the write failed: a snapshot is an optimization of
+/// recovery, never the source of truth, so a failure is logged and the next interval retries.
+fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
+    let sequence = image.last_sequence();
+    let body = |out: &mut keel_journal::HashingWriter<'_>| image.write_snapshot_to(out);
+    let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, body)
+        .map_err(anyhow::Error::from)
+        .and_then(|(_, hash)| prune_snapshots(dir).map(|()| hash));
+    match written {
+        Ok(hash) => {
+            tracing::info!(tenant = %image.tenant(), sequence, "snapshot written");
+            Some(StateHash(hash))
+        }
+        Err(error) => {
+            tracing::warn!(tenant = %image.tenant(), %error, "snapshot failed");
+            None
+        }
+    }
+}
+
+/// Lowers the calling thread to the lowest CPU priority (nice 19): background passes must not
+/// take a core from the shard, the journal writer or the sessions on a small machine. On Linux
+/// `setpriority` on a thread id applies to that thread alone. Best effort: a failure leaves the
+/// thread at normal priority.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(%error, "could not lower the background thread's priority");
     }
 }
 

@@ -1,8 +1,8 @@
 //! One account's position in one instrument.
 //!
 //! Memory layout is the point of this module: a position is its active bookings in booking
-//! order, 32 bytes each, stored inline while there is one (most positions) and on the heap
-//! beyond. A booking's `open` field is what remains of it as an open lot, so the FIFO lots are
+//! order, 32 bytes each, stored inline while there is one (most positions), on the heap
+//! beyond, and in copy-on-write chunks once there are a thousand (`entries`). A booking's `open` field is what remains of it as an open lot, so the FIFO lots are
 //! the bookings with `open > 0`, in order: there is no second copy of them. `long_head` and
 //! `short_head` are the index of the first open lot of each side (0 when there is none), so FIFO
 //! matching is amortized O(1) per booking. The heads are canonical (a function of the entries),
@@ -15,7 +15,8 @@
 
 use keel_domain::{Amount, Multiplier, PositionEffect, PositionMode, Price, Quantity, Side};
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
+
+use crate::entries::Entries;
 
 /// Identifies a booking within a tenant. Assigned by trade capture in booking order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ impl Entry {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Position {
     /// Active bookings in booking order: the position is their fold.
-    entries: SmallVec<[Entry; 1]>,
+    entries: Entries<Entry>,
     long_head: u32,
     short_head: u32,
     long: i64,
@@ -129,7 +130,7 @@ struct PositionRepr<'a> {
 /// The entries that are not tombstones, as a sequence of known length (what a `SmallVec`
 /// of just those entries would serialize to), without copying them.
 struct LiveEntries<'a> {
-    entries: &'a [Entry],
+    entries: &'a Entries<Entry>,
     live: usize,
 }
 
@@ -150,7 +151,8 @@ impl Serialize for Position {
         let (mut long_head, mut short_head) = (self.long_head, self.short_head);
         if self.tombstones > 0 {
             let live_before = |head: u32| {
-                self.entries[..head as usize].iter().filter(|entry| !entry.reversed).count() as u32
+                let before = self.entries.iter().take(head as usize);
+                before.filter(|entry| !entry.reversed).count() as u32
             };
             long_head = if self.long > 0 { live_before(self.long_head) } else { 0 };
             short_head = if self.short > 0 { live_before(self.short_head) } else { 0 };
@@ -218,14 +220,13 @@ impl Position {
             Side::Buy => self.long_head,
             Side::Sell => self.short_head,
         } as usize;
-        self.entries[head.min(self.entries.len())..]
-            .iter()
-            .filter(move |entry| entry.side == side && entry.open > 0)
-            .map(|entry| Lot {
+        self.entries.iter_from(head).filter(move |entry| entry.side == side && entry.open > 0).map(
+            |entry| Lot {
                 booking: BookingId(entry.id),
                 quantity: i64::from(entry.open),
                 price: Price::from_nanos(entry.price),
-            })
+            },
+        )
     }
 
     pub fn open_lot_count(&self) -> usize {
@@ -349,7 +350,7 @@ impl Position {
     /// entry where a binary search would take a cache miss per halving of a multi-megabyte
     /// array; a binary search finishes whatever range is left.
     fn find(&self, id: u64) -> Option<usize> {
-        let entries = &self.entries[..];
+        let entries = &self.entries;
         let (mut low, mut high) = (0, entries.len());
         for _ in 0..4 {
             if high - low <= 16 {
@@ -368,13 +369,21 @@ impl Position {
                 std::cmp::Ordering::Greater => high = guess,
             }
         }
-        entries[low..high].binary_search_by_key(&id, |entry| entry.id).ok().map(|at| low + at)
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match entries[middle].id.cmp(&id) {
+                std::cmp::Ordering::Equal => return Some(middle),
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+            }
+        }
+        None
     }
 
     /// The same position without tombstones: the live entries (their open quantities are
     /// unchanged, tombstones held nothing), heads and flat points renumbered.
     fn compacted(&self) -> Position {
-        let mut entries = SmallVec::with_capacity(self.entries.len() - self.tombstones as usize);
+        let mut entries = Entries::with_capacity(self.entries.len() - self.tombstones as usize);
         let mut flats = Vec::with_capacity(self.flats.len());
         let mut pending_flats = self.flats.iter().peekable();
         let (mut long_head, mut short_head) = (0, 0);
@@ -422,7 +431,7 @@ impl Position {
         (start, realized): (u32, Amount),
     ) -> Result<(), PositionError> {
         debug_assert!(
-            self.entries[..start as usize].iter().all(|entry| entry.open == 0),
+            self.entries.iter().take(start as usize).all(|entry| entry.open == 0),
             "invariant: nothing is open at a flat point"
         );
         self.flats.retain(|(n, _)| *n <= start);

@@ -377,3 +377,54 @@ fn find_locates_every_booking_however_ids_are_spread() {
         assert_eq!(position.find(u64::MAX), None, "{name}: above");
     }
 }
+
+/// A position past a chunk of bookings keeps them in copy-on-write chunks: booking, FIFO
+/// closing and reversal (with compaction) still equal the fold of the live bookings, byte for
+/// byte, and a copy taken mid-way (as a snapshot image takes one) keeps its state while the
+/// original goes on.
+#[test]
+fn large_positions_fold_the_same_and_copies_stay_frozen() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    for mode in [PositionMode::Net, PositionMode::Gross] {
+        let mut position = Position::new();
+        let mut live: Vec<Booking> = Vec::new();
+        let mut frozen: Option<(Position, Vec<Booking>)> = None;
+        for step in 0..6_000u64 {
+            if next(10) < 3 && !live.is_empty() {
+                let removed = live.remove(next(live.len() as u64) as usize);
+                assert_eq!(position.reverse(terms(mode), removed.id).expect("reverse"), removed);
+            } else {
+                let booking = Booking {
+                    id: BookingId(step + 1),
+                    side: if next(2) == 0 { Buy } else { Sell },
+                    quantity: Quantity::new(1 + next(20) as i64),
+                    price: Price::from_nanos((90 + next(20) as i64) * 250_000_000),
+                    effect: if next(2) == 0 { Close } else { Open },
+                };
+                position.book(terms(mode), booking).expect("book");
+                live.push(booking);
+            }
+            if step == 3_000 {
+                frozen = Some((position.clone(), live.clone()));
+            }
+            if step % 1_000 == 999 {
+                let expected = fold(mode, &live);
+                assert_eq!(position, expected, "{mode:?} at step {step}");
+                assert_eq!(
+                    bincode::serialize(&position).expect("encode"),
+                    bincode::serialize(&expected).expect("encode")
+                );
+            }
+        }
+        assert!(matches!(position.entries, Entries::Large(_)), "{mode:?} grew past a chunk");
+        let (copy, live_then) = frozen.expect("taken");
+        assert_eq!(copy, fold(mode, &live_then), "{mode:?}: the copy kept its state");
+        assert_eq!(position, fold(mode, &live));
+    }
+}
