@@ -5,6 +5,15 @@
 //! shared copy-on-write with snapshot images) with a hash index of `u32` positions beside it
 //! (`hashbrown::HashTable`, 5 bytes a slot) instead of a map holding the records in its slots,
 //! where the load factor would double their cost.
+//!
+//! The index grows incrementally. A hash table that doubles in place rehashes every entry at
+//! once, and here rehashing an entry means reading its record from the arena (a cache miss):
+//! 0.15 s at 1.8M report ids and 0.4 s at 3.7M, a stall every acknowledgement waited for.
+//! Instead, a full index is set aside and a new one of twice the capacity takes the inserts;
+//! each insert also moves `GROW_STEP` of the old index's records across, reading the arena in
+//! order (cheap), and lookups try the new index and then the old one until every record has
+//! moved. Redis's dictionaries grow the same way. The total work is the same; the pause is
+//! gone.
 
 use std::hash::BuildHasher;
 
@@ -34,7 +43,26 @@ pub struct ReportTable {
     records: CowVec<ReportRecord>,
     #[serde(skip)]
     index: HashTable<u32>,
+    /// While the index grows: the full one it replaces, still answering for the records it
+    /// holds that have not moved yet.
+    #[serde(skip)]
+    growing: Option<Growing>,
 }
+
+/// An index being replaced by one twice its capacity.
+#[derive(Debug, Clone)]
+struct Growing {
+    old: HashTable<u32>,
+    /// The next record to move into the new index; records `[next, end)` are only in `old`.
+    next: usize,
+    /// Records the old index holds: `[0, end)`.
+    end: usize,
+}
+
+/// Records moved from the old index to the new one per insert. Any value of 2 or more finishes
+/// moving before the new index (twice the capacity) fills up; 4 finishes in a quarter of the
+/// time and costs two arena reads more per insert.
+const GROW_STEP: usize = 4;
 
 fn hash(id: &ReportId) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
@@ -44,18 +72,44 @@ impl ReportTable {
     #[inline]
     pub fn get(&self, id: &ReportId) -> Option<&ReportRecord> {
         let records = &self.records;
+        let hash = hash(id);
+        let eq = |&at: &u32| records[at as usize].id == *id;
         self.index
-            .find(hash(id), |&at| records[at as usize].id == *id)
+            .find(hash, eq)
+            .or_else(|| self.growing.as_ref().and_then(|growing| growing.old.find(hash, eq)))
             .map(|&at| &records[at as usize])
     }
 
     /// Adds a record whose id is not in the table yet (checked by the caller with `get`).
     pub fn insert(&mut self, record: ReportRecord) {
         debug_assert!(self.get(&record.id).is_none(), "invariant: report ids are unique");
+        if self.growing.is_some() {
+            self.move_some(GROW_STEP);
+        } else if self.index.len() >= self.index.capacity() {
+            let capacity = (self.index.capacity() * 2).max(64);
+            let old = std::mem::replace(&mut self.index, HashTable::with_capacity(capacity));
+            self.growing = Some(Growing { old, next: 0, end: self.records.len() });
+        }
         let at = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
         let records = &self.records;
         self.index.insert_unique(hash(&record.id), at, |&other| hash(&records[other as usize].id));
         self.records.push(record);
+    }
+
+    /// Moves up to `count` records from the old index to the new one; drops the old index
+    /// once all have moved.
+    fn move_some(&mut self, count: usize) {
+        let Some(growing) = &mut self.growing else { return };
+        let records = &self.records;
+        let stop = growing.end.min(growing.next.saturating_add(count));
+        for at in growing.next..stop {
+            let hashed = hash(&records[at].id);
+            self.index.insert_unique(hashed, at as u32, |&other| hash_at(records, other));
+        }
+        growing.next = stop;
+        if stop == growing.end {
+            self.growing = None;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -72,11 +126,12 @@ impl ReportTable {
 
     /// The records without the index, sharing their chunks: for a snapshot image only.
     pub fn image(&self) -> ReportTable {
-        ReportTable { records: self.records.clone(), index: HashTable::new() }
+        ReportTable { records: self.records.clone(), index: HashTable::new(), growing: None }
     }
 
     /// Makes room for `additional` more records without growing the arena or the index.
     pub fn reserve(&mut self, additional: usize) {
+        self.move_some(usize::MAX);
         self.records.reserve(additional);
         let records = &self.records;
         self.index.reserve(additional, |&at| hash(&records[at as usize].id));
@@ -92,12 +147,54 @@ impl ReportTable {
             });
         }
         self.index = index;
+        self.growing = None;
     }
+}
+
+fn hash_at(records: &CowVec<ReportRecord>, at: u32) -> u64 {
+    hash(&records[at as usize].id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every id is found at every point of an incremental growth, whether it has moved to the
+    /// new index yet or not; growth never rehashes the whole index in one insert.
+    #[test]
+    fn growth_moves_records_a_few_at_a_time_and_lookups_never_miss() {
+        let mut table = ReportTable::default();
+        let (mut growths, mut capacity) = (0, 0);
+        for n in 0..20_000u64 {
+            let was_growing = table.growing.is_some();
+            table.insert(record(&format!("G{n}"), n));
+            let started = table.growing.is_some() && !was_growing;
+            if n > 0 && !started {
+                assert_eq!(table.index.capacity(), capacity, "the index never resized itself");
+            }
+            capacity = table.index.capacity();
+            if let Some(growing) = &table.growing {
+                growths += usize::from(started);
+                assert!(growing.next <= growing.end);
+                assert!(growing.next <= GROW_STEP * (n as usize + 1), "moved a few per insert");
+            }
+            if n % 97 == 0 || table.growing.is_some() && n % 7 == 0 {
+                for probe in [0, n / 3, n / 2, n] {
+                    let id = format!("G{probe}").parse().unwrap();
+                    assert_eq!(
+                        table.get(&id).map(|r| r.sequence),
+                        Some(probe),
+                        "G{probe} after {n}"
+                    );
+                }
+                assert!(table.get(&format!("G{}", n + 1).parse().unwrap()).is_none());
+            }
+        }
+        assert!(growths >= 5, "{growths} growths");
+        table.reserve(100_000);
+        assert!(table.growing.is_none(), "reserve finishes a growth");
+        assert!((0..20_000u64).all(|n| table.get(&format!("G{n}").parse().unwrap()).is_some()));
+    }
 
     fn record(id: &str, sequence: u64) -> ReportRecord {
         ReportRecord {
@@ -120,6 +217,7 @@ mod tests {
             assert_eq!(table.get(&format!("R{n}").parse().unwrap()).map(|r| r.sequence), Some(n));
         }
         assert!(table.get(&"R10000".parse().unwrap()).is_none());
+        assert!(table.growing.is_none(), "growth finished long before");
         let bytes = bincode::serialize(&table).unwrap();
         let mut restored: ReportTable = bincode::deserialize(&bytes).unwrap();
         assert!(restored.get(&"R5".parse().unwrap()).is_none(), "the index is not serialized");
