@@ -514,11 +514,14 @@ impl Position {
         let mut remaining = quantity;
         let mut realized = self.realized.nanos();
         while remaining > 0 && head < index {
-            let lot = &mut self.entries[head];
-            if lot.side != opposite || lot.open == 0 {
+            // Skipped entries are only read: a write to a chunked position's entry checks
+            // its chunk's sharing (an atomic operation) first.
+            let candidate = &self.entries[head];
+            if candidate.side != opposite || candidate.open == 0 {
                 head += 1;
                 continue;
             }
+            let lot = &mut self.entries[head];
             let matched = remaining.min(lot.open);
             // A closing sell earns (sell - open); a closing buy earns (open - buy).
             let per_unit = match side {
