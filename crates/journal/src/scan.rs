@@ -341,3 +341,78 @@ fn any_record_after(bytes: &[u8], from: usize) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{hex, NodeKey};
+
+    /// Pins the version-2 additions (docs/journal-format.md): the deferred marker, the
+    /// state-hash payload layout and its signed message's label. A failure here is a format
+    /// change: bump FORMAT_VERSION.
+    #[test]
+    fn state_hash_record_golden_bytes() {
+        assert_eq!(StateClaim::decode([0xff; 32]), StateClaim::Deferred);
+        assert_eq!(StateClaim::decode([0; 32]), StateClaim::None);
+        assert_eq!(StateClaim::decode([9; 32]), StateClaim::Hash([9; 32]));
+        let record = StateHashRecord {
+            sequence: 0x0102_0304,
+            checkpoint: Checkpoint {
+                state_hash: [0xaa; 32],
+                public_key: [0xbb; 32],
+                signature: [0xcc; 64],
+            },
+        };
+        let bytes = record.encode();
+        assert_eq!(bytes.len(), 136);
+        assert_eq!(hex(&bytes[..8]), "0403020100000000", "attested sequence, little-endian");
+        assert_eq!((bytes[8], bytes[40], bytes[72], bytes[135]), (0xaa, 0xbb, 0xcc, 0xcc));
+        assert_eq!(StateHashRecord::decode(&bytes), Some(record));
+        assert_eq!(StateHashRecord::decode(&bytes[..135]), None);
+        let tenant: TenantId = "demo".parse().expect("tenant");
+        let message = state_hash_message(tenant, 7, &[1; 32], &[2; 32]);
+        assert_eq!(&message[..24], b"keel state hash v1\0\0\0\0\0\0");
+        assert_ne!(message, checkpoint_message(tenant, 7, &[1; 32], &[2; 32]));
+    }
+
+    /// A state-hash record verifies under the node key, names what is wrong otherwise, and a
+    /// checkpoint's signature does not pass for a state-hash record's.
+    #[test]
+    fn state_hash_records_verify_and_faults_are_named() {
+        let tenant: TenantId = "demo".parse().expect("tenant");
+        let key = NodeKey::from_seed([7; 32]);
+        let trust = Trust::Key(key.verifying_key());
+        let chain = [4; 32];
+        let signed = |sequence: u64, signature: [u8; 64]| {
+            let checkpoint = Checkpoint {
+                state_hash: [5; 32],
+                public_key: *key.verifying_key().as_bytes(),
+                signature,
+            };
+            StateHashRecord { sequence, checkpoint }.encode()
+        };
+        let good = signed(10, key.sign_state_hash(tenant, 10, &chain, &[5; 32]));
+        assert_eq!(verify_state_hash(tenant, 12, &chain, &good, trust), Ok(()));
+        let cases = [
+            (
+                signed(10, key.sign_checkpoint(tenant, 10, &chain, &[5; 32])),
+                12,
+                Corruption::CheckpointSignature,
+            ),
+            (
+                signed(11, key.sign_state_hash(tenant, 10, &chain, &[5; 32])),
+                12,
+                Corruption::CheckpointSignature,
+            ),
+            (good, 9, Corruption::StateHashAhead { attested: 10, at: 9 }),
+        ];
+        for (payload, at, expected) in cases {
+            assert_eq!(verify_state_hash(tenant, at, &chain, &payload, trust), Err(expected));
+        }
+        assert_eq!(
+            verify_state_hash(tenant, 12, &chain, &good[..100], trust),
+            Err(Corruption::CheckpointMalformed)
+        );
+        assert_eq!(verify_state_hash(tenant, 12, &[0; 32], &good, Trust::Unchecked), Ok(()));
+    }
+}
