@@ -3,6 +3,10 @@
 //! hash map's load factor would apply to 80-byte slots; here it applies to 16-byte ones).
 //! A position that empties keeps its slot, so a key's slot never moves. The arenas are
 //! `CowVec`s, so a snapshot image shares them and the shard copies only the chunks it writes.
+//! The index grows incrementally, as the report index does (trade-capture's `reports.rs`): a
+//! full index answers for the positions not yet moved while one twice its size takes new ones
+//! and a few moved ones per insert, so a tenant passing 458k or 917k positions does not stall
+//! for a rehash of all of them.
 
 use keel_domain::CowVec;
 use keel_position_keeping::Position;
@@ -25,27 +29,67 @@ pub(crate) struct PositionBook {
     positions: CowVec<Position>,
     #[serde(skip)]
     index: FxHashMap<u64, u32>,
+    /// While the index grows: the full one it replaces, with `[next, end)` of the arena
+    /// still only in it.
+    #[serde(skip)]
+    growing: Option<(FxHashMap<u64, u32>, usize, usize)>,
 }
+
+/// Positions moved into a growing index per new position (see `reports.rs`'s `GROW_STEP`).
+const GROW_STEP: usize = 4;
 
 impl PositionBook {
     #[inline]
+    fn slot(&self, key: u64) -> Option<u32> {
+        let found = self.index.get(&key);
+        found.or_else(|| self.growing.as_ref().and_then(|(old, ..)| old.get(&key))).copied()
+    }
+
+    #[inline]
     pub(crate) fn get_or_insert(&mut self, key: u64) -> &mut Position {
-        let slot = *self.index.entry(key).or_insert_with(|| {
-            self.keys.push(key);
-            self.positions.push(Position::new());
-            (self.positions.len() - 1) as u32
-        });
+        let slot = match self.slot(key) {
+            Some(slot) => slot,
+            None => {
+                if self.growing.is_some() {
+                    self.move_some(GROW_STEP);
+                } else if self.index.len() >= self.index.capacity() {
+                    let capacity = (self.index.capacity() * 2).max(64);
+                    let mut bigger = FxHashMap::default();
+                    bigger.reserve(capacity);
+                    let old = std::mem::replace(&mut self.index, bigger);
+                    self.growing = Some((old, 0, self.keys.len()));
+                }
+                let slot = self.positions.len() as u32;
+                self.keys.push(key);
+                self.positions.push(Position::new());
+                self.index.insert(key, slot);
+                slot
+            }
+        };
         &mut self.positions[slot as usize]
+    }
+
+    /// Moves up to `count` positions' index entries into the growing index.
+    fn move_some(&mut self, count: usize) {
+        let Some((_, next, end)) = &mut self.growing else { return };
+        let stop = (*end).min(next.saturating_add(count));
+        for slot in *next..stop {
+            self.index.insert(self.keys[slot], slot as u32);
+        }
+        *next = stop;
+        if stop == *end {
+            self.growing = None;
+        }
     }
 
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<&Position> {
-        self.index.get(&key).map(|&slot| &self.positions[slot as usize])
+        self.slot(key).map(|slot| &self.positions[slot as usize])
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, key: u64) -> Option<&mut Position> {
-        self.index.get(&key).map(|&slot| &mut self.positions[slot as usize])
+        self.slot(key).map(|slot| &mut self.positions[slot as usize])
     }
 
     /// Non-empty positions with their keys, in creation order.
@@ -65,11 +109,13 @@ impl PositionBook {
             keys: self.keys.clone(),
             positions: self.positions.clone(),
             index: FxHashMap::default(),
+            growing: None,
         }
     }
 
     /// Makes room for `positions` positions in all.
     pub(crate) fn reserve(&mut self, positions: usize) {
+        self.move_some(usize::MAX);
         let additional = positions.saturating_sub(self.positions.len());
         self.keys.reserve(additional);
         self.positions.reserve(additional);
@@ -79,5 +125,38 @@ impl PositionBook {
     /// Rebuilds the index after deserialization.
     pub(crate) fn reindex(&mut self) {
         self.index = self.keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
+        self.growing = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every position is found at every point of the index's incremental growth, and a key
+    /// is never given two slots.
+    #[test]
+    fn growth_is_incremental_and_finds_everything() {
+        let mut book = PositionBook::default();
+        let mut growths = 0;
+        for n in 0..5_000u64 {
+            let key = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let was_growing = book.growing.is_some();
+            assert!(book.get(key).is_none());
+            book.get_or_insert(key);
+            growths += usize::from(book.growing.is_some() && !was_growing);
+            if let Some((_, next, _)) = &book.growing {
+                assert!(*next <= GROW_STEP * (n as usize + 1));
+            }
+            for probe in [0, n / 2, n] {
+                let probe_key = probe.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                assert!(book.get(probe_key).is_some(), "{probe} after {n}");
+                book.get_or_insert(probe_key);
+            }
+            assert_eq!(book.keys.len(), n as usize + 1, "no key got a second slot");
+        }
+        assert!(growths >= 4, "{growths}");
+        book.reserve(10_000);
+        assert!(book.growing.is_none());
     }
 }
