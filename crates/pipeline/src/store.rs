@@ -411,8 +411,11 @@ impl TenantStore {
         Ok(())
     }
 
-    /// Waits for the background pass and stages its state hash for the journal.
-    fn finish_pass(&mut self) {
+    /// Waits for the background state pass, if one is running, and stages its state hash for
+    /// the journal (durable with the next commit). `flush` does this without waiting once the
+    /// pass is done; `close` waits. For callers that need the snapshot on disk now (a test, or
+    /// an operator about to copy the tenant's files).
+    pub fn finish_pass(&mut self) {
         let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
         match thread.join() {
             Ok(hash) => self.staging.state_hash(sequence, hash.0),
