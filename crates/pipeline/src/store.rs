@@ -590,12 +590,19 @@ pub fn replay_into(
         });
         // The applier's fault comes first: it is at an earlier record than anything the
         // reader found after it.
+        let location = Location { segment: journal_dir.into(), offset: 0, sequence: None };
+        // Hashes still running are joined whatever happened, before any error returns.
+        let waited: Vec<_> = std::mem::take(&mut states.deferred)
+            .into_iter()
+            .map(|(sequence, pending)| (sequence, pending.wait(&location)))
+            .collect();
         applied?;
-        Ok(ReplayReport {
-            read: read?,
-            state_hashes_verified: states.verified,
-            unattested: states.deferred.into_iter().collect(),
-        })
+        let read = read?;
+        let unattested = waited
+            .into_iter()
+            .map(|(sequence, hash)| hash.map(|hash| (sequence, hash)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReplayReport { read, state_hashes_verified: states.verified, unattested })
     })
 }
 
@@ -611,14 +618,47 @@ pub struct ReplayReport {
     pub unattested: Vec<(u64, StateHash)>,
 }
 
+/// A state hash replay is computing off the applier's thread, as the live shard does: replay
+/// goes on applying while an image of the engine at the deferred checkpoint is hashed.
+#[derive(Debug)]
+enum PendingHash {
+    Running(std::thread::JoinHandle<StateHash>),
+    /// No thread could be started: hashed in line.
+    Done(StateHash),
+}
+
+impl PendingHash {
+    fn start(engine: &Engine) -> PendingHash {
+        let image = engine.image();
+        match std::thread::Builder::new()
+            .name("replay-hash".into())
+            .spawn(move || image.state_hash())
+        {
+            Ok(thread) => PendingHash::Running(thread),
+            Err(_) => PendingHash::Done(engine.state_hash()),
+        }
+    }
+
+    fn wait(self, location: &Location) -> Result<StateHash, ReplayError> {
+        match self {
+            PendingHash::Done(hash) => Ok(hash),
+            PendingHash::Running(thread) => thread.join().map_err(|_| ReplayError::Engine {
+                location: location.clone(),
+                reason: "the state-hash thread panicked".into(),
+            }),
+        }
+    }
+}
+
 /// Replay's state-hash bookkeeping.
 #[derive(Debug)]
 struct StateChecks {
     /// Replay started after this sequence: a state-hash record for it or an earlier one
     /// attests a state replay did not pass through (a snapshot stood in for it).
     start: u64,
-    /// Hashes computed at deferred checkpoints, awaiting their state-hash records.
-    deferred: std::collections::BTreeMap<u64, StateHash>,
+    /// Hashes being computed (each on a thread, over an image) at deferred checkpoints,
+    /// awaiting their state-hash records.
+    deferred: std::collections::BTreeMap<u64, PendingHash>,
     verified: u64,
 }
 
@@ -760,7 +800,7 @@ fn apply_chunk(
                 match keel_journal::StateClaim::decode(checkpoint.state_hash) {
                     keel_journal::StateClaim::None => {}
                     keel_journal::StateClaim::Deferred => {
-                        states.deferred.insert(record.sequence, engine.state_hash());
+                        states.deferred.insert(record.sequence, PendingHash::start(engine));
                     }
                     keel_journal::StateClaim::Hash(hash) => {
                         if engine.state_hash().0 != hash {
@@ -778,7 +818,11 @@ fn apply_chunk(
                     }
                 })?;
                 let sequence = attested.sequence;
-                match states.deferred.remove(&sequence) {
+                let computed = match states.deferred.remove(&sequence) {
+                    Some(pending) => Some(pending.wait(&record.location())?),
+                    None => None,
+                };
+                match computed {
                     Some(hash) if hash.0 == attested.checkpoint.state_hash => states.verified += 1,
                     Some(_) => return Err(mismatch(record)),
                     // Before the snapshot replay started from: nothing to compare with.
