@@ -469,6 +469,8 @@ async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks
     let (secret, _) = setup(&data);
     let server = Server::start(&data, |config| {
         config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        // A state pass (image, then hash and snapshot in the background) after 50 commands.
+        config.snapshot_interval = 50;
     })
     .await;
     let client =
@@ -525,6 +527,13 @@ async fn sent_batches_apply_in_order_and_a_dropped_client_fails_its_pending_acks
     assert!(page.contains("keel_commands_total{tenant=\"alpha\",outcome=\"accepted\"} 125"));
     // Every command is counted in exactly one released batch.
     assert!(page.contains("keel_commit_batch_commands_sum{tenant=\"alpha\"} 125"), "{page}");
+    // The state pass's image was timed (the pass itself finishes in its own time).
+    let images = page
+        .lines()
+        .find_map(|line| line.strip_prefix("keel_engine_image_seconds_count{tenant=\"alpha\"} "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(images.is_some_and(|images| images >= 1), "{page}");
+    assert!(page.contains("keel_state_pass_seconds_count{tenant=\"alpha\"} "), "{page}");
 
     // A batch sent and the client dropped before its acknowledgement: the handle fails.
     let batch = batches("D", 1, 5_000).remove(0);

@@ -13,6 +13,12 @@ pub const SYNC_BUCKETS_US: [u64; 15] = [
     50, 100, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000,
     1_000_000,
 ];
+/// Upper bounds of the state pass histogram, in microseconds: a pass over a large tenant, with
+/// its snapshot, takes seconds on the low-priority helper thread.
+pub const PASS_BUCKETS_US: [u64; 11] = [
+    10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    30_000_000, 60_000_000,
+];
 /// Upper bounds of the batch size histogram, in commands per commit.
 pub const BATCH_BUCKETS: [u64; 8] = [1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000];
 
@@ -29,6 +35,10 @@ pub struct TenantMetrics {
     batch_sum: AtomicU64,
     sync_us_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
     sync_us_sum: AtomicU64,
+    image_us_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
+    image_us_sum: AtomicU64,
+    pass_us_buckets: [AtomicU64; PASS_BUCKETS_US.len() + 1],
+    pass_us_sum: AtomicU64,
 }
 
 impl TenantMetrics {
@@ -46,6 +56,22 @@ impl TenantMetrics {
             SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
         self.sync_us_buckets[bucket].fetch_add(1, Relaxed);
         self.sync_us_sum.fetch_add(micros, Relaxed);
+    }
+
+    /// The shard's stall to take an engine image for a state pass.
+    pub fn record_image(&self, micros: u64) {
+        let bucket =
+            SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
+        self.image_us_buckets[bucket].fetch_add(1, Relaxed);
+        self.image_us_sum.fetch_add(micros, Relaxed);
+    }
+
+    /// A background state pass (hash, and snapshot when one was due), start to finish.
+    pub fn record_pass(&self, micros: u64) {
+        let bucket =
+            PASS_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(PASS_BUCKETS_US.len());
+        self.pass_us_buckets[bucket].fetch_add(1, Relaxed);
+        self.pass_us_sum.fetch_add(micros, Relaxed);
     }
 
     pub fn record_commit(&self, commands: u64, micros: u64) {
@@ -96,6 +122,24 @@ impl TenantMetrics {
             &SYNC_BUCKETS_US,
             &self.sync_us_buckets,
             self.sync_us_sum.load(Relaxed),
+            6,
+        );
+        histogram(
+            out,
+            "keel_engine_image_seconds",
+            &label,
+            &SYNC_BUCKETS_US,
+            &self.image_us_buckets,
+            self.image_us_sum.load(Relaxed),
+            6,
+        );
+        histogram(
+            out,
+            "keel_state_pass_seconds",
+            &label,
+            &PASS_BUCKETS_US,
+            &self.pass_us_buckets,
+            self.pass_us_sum.load(Relaxed),
             6,
         );
         histogram(
@@ -166,6 +210,16 @@ pub fn render_preamble(out: &mut String) {
             "The journal writer's group commits: write + sync_data",
         ),
         ("keel_commit_batch_commands", "histogram", "Commands per group commit"),
+        (
+            "keel_engine_image_seconds",
+            "histogram",
+            "The shard's pause to take a copy-on-write engine image for a state pass",
+        ),
+        (
+            "keel_state_pass_seconds",
+            "histogram",
+            "Background state passes (state hash, and snapshot when due), start to finish",
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -195,6 +249,8 @@ mod tests {
             metrics.record_sync(micros);
         }
         metrics.accepted.fetch_add(1_010, Relaxed);
+        metrics.record_image(700);
+        metrics.record_pass(3_500_000);
         let mut out = String::new();
         render_preamble(&mut out);
         metrics.render("t1", 3, &mut out);
@@ -211,6 +267,12 @@ mod tests {
             "keel_journal_sync_seconds_bucket{tenant=\"t1\",le=\"+Inf\"} 3",
             "keel_journal_sync_seconds_sum{tenant=\"t1\"} 2.00034",
             "keel_commit_batch_commands_sum{tenant=\"t1\"} 1010",
+            "keel_engine_image_seconds_bucket{tenant=\"t1\",le=\"0.0005\"} 0",
+            "keel_engine_image_seconds_bucket{tenant=\"t1\",le=\"0.00075\"} 1",
+            "keel_state_pass_seconds_bucket{tenant=\"t1\",le=\"2.5\"} 0",
+            "keel_state_pass_seconds_bucket{tenant=\"t1\",le=\"5\"} 1",
+            "keel_state_pass_seconds_sum{tenant=\"t1\"} 3.5",
+            "# TYPE keel_state_pass_seconds histogram",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
         }

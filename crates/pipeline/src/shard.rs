@@ -146,6 +146,10 @@ pub(crate) fn run(
         }
         metrics.set_last_sequence(durable);
         store.take_commit_micros(|micros| metrics.record_sync(micros));
+        store.take_pass_timings(|timing| match timing {
+            crate::store::PassTiming::Image(micros) => metrics.record_image(micros),
+            crate::store::PassTiming::Pass(micros) => metrics.record_pass(micros),
+        });
     }
     match store.close() {
         Ok(engine) => tracing::info!(%tenant, sequence = engine.last_sequence(), "tenant closed"),

@@ -143,6 +143,17 @@ pub struct TenantStore {
     snapshot_gap: u64,
     /// The whole-state pass running in the background, if any.
     pass: Option<StatePass>,
+    /// Image and pass durations not yet taken by `take_pass_timings`.
+    pass_timings: Vec<PassTiming>,
+}
+
+/// How long a state pass's parts took, in microseconds (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassTiming {
+    /// The shard's pause to take the engine image.
+    Image(u64),
+    /// The helper thread's pass, start to finish.
+    Pass(u64),
 }
 
 /// A whole-state pass on a helper thread over an engine image taken after command `sequence`:
@@ -151,7 +162,8 @@ pub struct TenantStore {
 #[derive(Debug)]
 struct StatePass {
     sequence: u64,
-    thread: std::thread::JoinHandle<StateHash>,
+    /// The state hash and the pass's duration in microseconds.
+    thread: std::thread::JoinHandle<(StateHash, u64)>,
 }
 
 /// Replay failures: the journal's own, or a replayed state that disagrees with a checkpoint.
@@ -252,6 +264,7 @@ impl TenantStore {
             state_hash_gap: 0,
             snapshot_gap: 0,
             pass: None,
+            pass_timings: Vec::new(),
         };
         // A reopened tenant spaces them by its size already.
         store.state_hash_gap = store.stretched(store.options.state_hash_interval);
@@ -345,6 +358,11 @@ impl TenantStore {
         self.writer.take_commit_micros().for_each(record);
     }
 
+    /// Passes each state pass timing recorded since the last call to `record`.
+    pub fn take_pass_timings(&mut self, record: impl FnMut(PassTiming)) {
+        self.pass_timings.drain(..).for_each(record);
+    }
+
     /// The durable sequence now, without blocking.
     pub fn poll_durable(&mut self) -> anyhow::Result<u64> {
         Ok(self.writer.poll()?.sequence)
@@ -381,6 +399,7 @@ impl TenantStore {
         let (tenant, sequence) = (image.tenant(), image.last_sequence());
         let micros = started.elapsed().as_micros() as u64;
         tracing::info!(%tenant, sequence, micros, with_snapshot, "engine image taken");
+        self.pass_timings.push(PassTiming::Image(micros));
         self.staging.checkpoint(keel_journal::DEFERRED_STATE_HASH);
         self.since_checkpoint = 0;
         self.since_state_hash = 0;
@@ -398,7 +417,7 @@ impl TenantStore {
                 .unwrap_or_else(|| image.state_hash());
             let micros = started.elapsed().as_micros() as u64;
             tracing::info!(%tenant, sequence, micros, with_snapshot, "state pass done");
-            hash
+            (hash, micros)
         });
         match spawned {
             Ok(thread) => self.pass = Some(StatePass { sequence, thread }),
@@ -418,7 +437,10 @@ impl TenantStore {
     pub fn finish_pass(&mut self) {
         let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
         match thread.join() {
-            Ok(hash) => self.staging.state_hash(sequence, hash.0),
+            Ok((hash, micros)) => {
+                self.staging.state_hash(sequence, hash.0);
+                self.pass_timings.push(PassTiming::Pass(micros));
+            }
             // The checkpoint stays unattested: the next open recomputes and writes it.
             Err(_) => tracing::error!(sequence, "the state-pass thread panicked"),
         }
