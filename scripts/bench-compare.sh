@@ -4,7 +4,8 @@
 #   2. Redis in memory and with appendfsync always (redis-benchmark -t set -P 64 -c 8),
 #   1b. the disk's fdatasync latency percentiles (what an ack after fsync cannot beat),
 #   3. keel load closed loop against an in-process keel server with comparable concurrency,
-#   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles),
+#   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles), on the disk
+#      and again with the journal on tmpfs (the engine's and pipeline's own tail),
 # then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
 # Usage: scripts/bench-compare.sh [SECONDS]   (installs its Debian packages when missing)
 set -euo pipefail
@@ -75,13 +76,20 @@ echo "keel, 2 tenants: ${keel_two} instructions/s"
 echo "== 4. keel open loop at half the 1-tenant closed-loop rate (P4: p99 < 1 ms, p99.9 < 5 ms)"
 half=$(( keel_one / 2 ))
 open=$(./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)
-python3 - "$open" <<'PY'
+report_open() {
+  python3 - "$1" <<'PY'
 import json, sys
 d = json.loads(sys.argv[1]); l = d["batch_latency_us"]
 print(f"offered {d['offered_per_s']:.0f}/s, achieved {d['achieved_per_s']:.0f}/s: p50 {l['p50']} us, "
       f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us")
 print(f"worst batch latency in each second (us): {d['max_latency_us_per_second']}")
 PY
+}
+report_open "$open"
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  echo "== 4b. the same with the journal on tmpfs (fdatasync free): keel's own tail, without the disk's"
+  report_open "$(TMPDIR=/dev/shm ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+fi
 
 echo "== ratios (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
 python3 - "$keel_one" "$keel_two" "$aof" "$memory" <<'PY'

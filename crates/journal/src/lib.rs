@@ -40,6 +40,7 @@ pub use scan::{
     NO_STATE_HASH,
 };
 pub use snapshot::{
-    list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Snapshot,
+    list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Pacing,
+    Snapshot,
 };
 pub use writer::{Durable, JournalWriter, WriteBatch};

@@ -31,7 +31,8 @@ pub fn write_snapshot(
     chain: &ChainHash,
     body: &[u8],
 ) -> Result<PathBuf, JournalError> {
-    write_snapshot_streamed(dir, sequence, chain, |out| out.write_all(body)).map(|(path, _)| path)
+    write_snapshot_streamed(dir, sequence, chain, Pacing::Full, |out| out.write_all(body))
+        .map(|(path, _)| path)
 }
 
 /// As `write_snapshot`, with the body streamed by `body` into the file (hashed and counted on
@@ -42,6 +43,7 @@ pub fn write_snapshot_streamed(
     dir: &Path,
     sequence: u64,
     chain: &ChainHash,
+    pacing: Pacing,
     body: impl FnOnce(&mut HashingWriter<'_>) -> std::io::Result<()>,
 ) -> Result<(PathBuf, [u8; 32]), JournalError> {
     use std::io::{Seek, SeekFrom};
@@ -57,6 +59,7 @@ pub fn write_snapshot_streamed(
                 out: std::io::BufWriter::with_capacity(1 << 20, &mut file),
                 hasher: blake3::Hasher::new(),
                 length: 0,
+                pacing,
             };
             body(&mut sink)?;
             sink.out.flush()?;
@@ -93,12 +96,25 @@ pub struct HashingWriter<'a> {
     out: std::io::BufWriter<&'a mut std::fs::File>,
     hasher: blake3::Hasher,
     length: u64,
+    pacing: Pacing,
 }
 
-/// A snapshot file is synced every this many bytes while it is written: a few hundred
-/// megabytes of dirty pages left for the kernel to write back at once stall every other
-/// `fdatasync` on the disk (the tenant's journal among them) behind them.
-const SNAPSHOT_SYNC_BYTES: u64 = 16 << 20;
+/// How a snapshot shares the disk with the journals while it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// As fast as the disk goes (an operator's snapshot, a test).
+    Full,
+    /// In the background of live tenants: after each periodic sync, pause as long as that
+    /// sync took, so the snapshot takes at most about half the disk's time and every
+    /// journal's `fdatasync` finds it idle half the time. (The VM's block queue ignores I/O
+    /// priorities, so the pacing is done here.)
+    Background,
+}
+
+/// A snapshot file is synced every this many bytes while it is written: dirty pages left for
+/// the kernel to write back at once stall every other `fdatasync` on the disk (the tenant's
+/// journal among them) behind them. 4 MiB bounds such a wait to one small writeback.
+const SNAPSHOT_SYNC_BYTES: u64 = 4 << 20;
 
 impl Write for HashingWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -107,8 +123,12 @@ impl Write for HashingWriter<'_> {
         let before = self.length;
         self.length += written as u64;
         if before / SNAPSHOT_SYNC_BYTES != self.length / SNAPSHOT_SYNC_BYTES {
+            let started = std::time::Instant::now();
             self.out.flush()?;
             self.out.get_ref().sync_data()?;
+            if self.pacing == Pacing::Background {
+                std::thread::sleep(started.elapsed());
+            }
         }
         Ok(written)
     }
@@ -174,10 +194,11 @@ mod tests {
         let whole = write_snapshot(&dir.path().join("whole"), 42, &chain, &body).expect("whole");
         for piece in [1, 1_000, 65_536, 1 << 20, 5_000_000] {
             let streamed_dir = dir.path().join(format!("streamed-{piece}"));
-            let (streamed, hash) = write_snapshot_streamed(&streamed_dir, 42, &chain, |out| {
-                body.chunks(piece).try_for_each(|chunk| out.write_all(chunk))
-            })
-            .expect("streamed");
+            let (streamed, hash) =
+                write_snapshot_streamed(&streamed_dir, 42, &chain, Pacing::Full, |out| {
+                    body.chunks(piece).try_for_each(|chunk| out.write_all(chunk))
+                })
+                .expect("streamed");
             assert_eq!(hash, *blake3::hash(&body).as_bytes(), "the body's hash is returned");
             assert_eq!(
                 std::fs::read(&streamed).expect("read"),
@@ -189,13 +210,13 @@ mod tests {
         // A body past the periodic sync: still one file, byte for byte.
         let large: Vec<u8> = (0..SNAPSHOT_SYNC_BYTES + 4_096).map(|n| (n % 253) as u8).collect();
         let large_dir = dir.path().join("large");
-        let (path, _) = write_snapshot_streamed(&large_dir, 7, &chain, |out| {
+        let (path, _) = write_snapshot_streamed(&large_dir, 7, &chain, Pacing::Background, |out| {
             large.chunks(1 << 20).try_for_each(|chunk| out.write_all(chunk))
         })
         .expect("large");
         assert_eq!(load_snapshot(&path).expect("load").body, large);
         let failing = dir.path().join("failing");
-        let error = write_snapshot_streamed(&failing, 43, &chain, |out| {
+        let error = write_snapshot_streamed(&failing, 43, &chain, Pacing::Full, |out| {
             out.write_all(&body[..1000])?;
             Err(std::io::Error::other("encoder failed"))
         })

@@ -476,8 +476,13 @@ impl TenantStore {
         let sequence = self.engine.last_sequence();
         let engine = &self.engine;
         let body = |out: &mut keel_journal::HashingWriter<'_>| engine.write_snapshot_to(out);
-        let (path, _) =
-            keel_journal::write_snapshot_streamed(&self.snapshot_dir, sequence, &chain, body)?;
+        let (path, _) = keel_journal::write_snapshot_streamed(
+            &self.snapshot_dir,
+            sequence,
+            &chain,
+            keel_journal::Pacing::Full,
+            body,
+        )?;
         prune_snapshots(&self.snapshot_dir)?;
         self.since_snapshot = 0;
         self.snapshot_gap = self.stretched(self.options.snapshot_interval);
@@ -503,7 +508,8 @@ impl TenantStore {
 fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
     let sequence = image.last_sequence();
     let body = |out: &mut keel_journal::HashingWriter<'_>| image.write_snapshot_to(out);
-    let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, body)
+    let pacing = keel_journal::Pacing::Background;
+    let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, pacing, body)
         .map_err(anyhow::Error::from)
         .and_then(|(_, hash)| prune_snapshots(dir).map(|()| hash));
     match written {
