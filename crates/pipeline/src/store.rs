@@ -73,9 +73,10 @@ pub struct StoreOptions {
     /// A signed checkpoint of the chain after this many commands: bounds how much of the
     /// journal a forger without the node key could rewrite unnoticed. Cheap (one signature).
     pub checkpoint_interval: u64,
-    /// Every this many commands (or the tenant's size in trades, if larger) a checkpoint also
-    /// carries the engine's state hash, which replay must reproduce. Costs a pass over the
-    /// whole state, so much rarer; the close of a store always carries one.
+    /// Every this many commands (or the tenant's size in trades, if larger) the state is
+    /// hashed, and replay must reproduce the hash: a checkpoint defers it and a state-hash
+    /// record brings it once a background pass over an image has computed it (a pass over the
+    /// whole state, so much rarer than signatures). The close of a store carries one in line.
     pub state_hash_interval: u64,
     /// A snapshot after this many commands, or the tenant's size in trades if larger (0: only
     /// on request).
