@@ -384,6 +384,61 @@ mod tests {
         assert_eq!(serde_json::to_string(&cow).unwrap(), serde_json::to_string(&vec).unwrap());
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u16),
+        Set(usize, u16),
+        Pop,
+        Copy,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => any::<u16>().prop_map(Op::Push),
+            3 => (any::<usize>(), any::<u16>()).prop_map(|(at, value)| Op::Set(at, value)),
+            1 => Just(Op::Pop),
+            1 => Just(Op::Copy),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a `Vec` model: any interleaving of pushes, writes, pops and copies leaves
+        /// the vector equal to the model and every copy equal to the model as it was when the
+        /// copy was taken (a write never shows through a shared chunk). Small elements
+        /// (`u16`: 16,384 to a chunk) would rarely cross a chunk, so values are spread over
+        /// a vector pre-filled past two chunks.
+        #[test]
+        fn copies_stay_frozen_against_a_vec_model(ops in proptest::collection::vec(op(), 1..200)) {
+            let prefill = 2 * CowVec::<u16>::chunk_len() + 100;
+            let mut model: Vec<u16> = (0..prefill).map(|n| n as u16).collect();
+            let mut cow: CowVec<u16> = model.iter().copied().collect();
+            let mut copies: Vec<(CowVec<u16>, Vec<u16>)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(value) => {
+                        model.push(value);
+                        cow.push(value);
+                    }
+                    Op::Set(at, value) if !model.is_empty() => {
+                        let at = at % model.len();
+                        model[at] = value;
+                        cow[at] = value;
+                    }
+                    Op::Set(..) => {}
+                    Op::Pop => proptest::prop_assert_eq!(cow.pop(), model.pop()),
+                    Op::Copy => copies.push((cow.clone(), model.clone())),
+                }
+                proptest::prop_assert_eq!(cow.len(), model.len());
+                proptest::prop_assert_eq!(cow.last(), model.last());
+            }
+            proptest::prop_assert!(cow.iter().eq(model.iter()));
+            for (copy, then) in &copies {
+                proptest::prop_assert!(copy.iter().eq(then.iter()));
+            }
+        }
+    }
+
     #[test]
     #[should_panic(expected = "out of range")]
     fn indexing_past_the_end_panics_like_a_vec() {
