@@ -250,15 +250,19 @@ impl Journal {
         if payload.len() > PAYLOAD_BYTES_MAX {
             return Err(JournalError::PayloadTooLarge(payload.len()));
         }
-        let chain = encode_record(
-            &mut self.buffer,
-            &self.state.chain,
-            RecordKind::Command,
-            sequence,
-            payload,
-        );
-        self.state = ChainState { chain, sequence };
+        self.push_record(RecordKind::Command, sequence, payload);
         Ok(())
+    }
+
+    /// Encodes a record into the buffer after the chain's last and advances the chain to it.
+    fn push_record(&mut self, kind: RecordKind, sequence: u64, payload: &[u8]) {
+        let chain = encode_record(&mut self.buffer, &self.state.chain, kind, sequence, payload);
+        self.state = ChainState { chain, sequence };
+    }
+
+    /// `state_hash` with the node key's public half and `signature`.
+    fn signed(key: &NodeKey, state_hash: [u8; 32], signature: [u8; 64]) -> Checkpoint {
+        Checkpoint { state_hash, public_key: *key.verifying_key().as_bytes(), signature }
     }
 
     /// Buffers a checkpoint of `state_hash` (the engine's, after the last command), signed with
@@ -270,16 +274,8 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let sequence = self.state.sequence;
         let signature = key.sign_checkpoint(self.tenant, sequence, &self.state.chain, &state_hash);
-        let checkpoint =
-            Checkpoint { state_hash, public_key: *key.verifying_key().as_bytes(), signature };
-        let chain = encode_record(
-            &mut self.buffer,
-            &self.state.chain,
-            RecordKind::Checkpoint,
-            sequence,
-            &checkpoint.encode(),
-        );
-        self.state = ChainState { chain, sequence };
+        let checkpoint = Self::signed(key, state_hash, signature);
+        self.push_record(RecordKind::Checkpoint, sequence, &checkpoint.encode());
         Ok(())
     }
 
@@ -296,16 +292,12 @@ impl Journal {
             return Err(JournalError::SequenceOutOfOrder { last: at, got: sequence });
         }
         let signature = key.sign_state_hash(self.tenant, sequence, &self.state.chain, &state_hash);
-        let checkpoint =
-            Checkpoint { state_hash, public_key: *key.verifying_key().as_bytes(), signature };
-        let chain = encode_record(
-            &mut self.buffer,
-            &self.state.chain,
+        let checkpoint = Self::signed(key, state_hash, signature);
+        self.push_record(
             RecordKind::StateHash,
             at,
             &StateHashRecord { sequence, checkpoint }.encode(),
         );
-        self.state = ChainState { chain, sequence: at };
         Ok(())
     }
 

@@ -286,12 +286,21 @@ fn verify_checkpoint(
 ) -> Result<(), Corruption> {
     let Trust::Key(trusted) = trust else { return Ok(()) };
     let checkpoint = Checkpoint::decode(payload).ok_or(Corruption::CheckpointMalformed)?;
+    let message = checkpoint_message(tenant, sequence, prev_chain, &checkpoint.state_hash);
+    verify_signature(trusted, &checkpoint, &message)
+}
+
+/// `checkpoint` must be signed by the trusted key over `message`.
+fn verify_signature(
+    trusted: VerifyingKey,
+    checkpoint: &Checkpoint,
+    message: &[u8],
+) -> Result<(), Corruption> {
     if checkpoint.public_key != *trusted.as_bytes() {
         return Err(Corruption::UntrustedKey(crate::keys::hex(&checkpoint.public_key)));
     }
-    let message = checkpoint_message(tenant, sequence, prev_chain, &checkpoint.state_hash);
     trusted
-        .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
+        .verify_strict(message, &Signature::from_bytes(&checkpoint.signature))
         .map_err(|_| Corruption::CheckpointSignature)
 }
 
@@ -310,13 +319,8 @@ fn verify_state_hash(
     }
     let Trust::Key(trusted) = trust else { return Ok(()) };
     let checkpoint = record.checkpoint;
-    if checkpoint.public_key != *trusted.as_bytes() {
-        return Err(Corruption::UntrustedKey(crate::keys::hex(&checkpoint.public_key)));
-    }
     let message = state_hash_message(tenant, record.sequence, prev_chain, &checkpoint.state_hash);
-    trusted
-        .verify_strict(&message, &Signature::from_bytes(&checkpoint.signature))
-        .map_err(|_| Corruption::CheckpointSignature)
+    verify_signature(trusted, &checkpoint, &message)
 }
 
 /// True when a well-formed record header starts anywhere at or after `from`: then a damaged

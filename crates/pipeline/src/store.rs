@@ -791,9 +791,9 @@ fn read_chunks(
     summary
 }
 
-fn mismatch(record: &Replayed) -> ReplayError {
-    JournalError::Corrupt { location: record.location(), corruption: Corruption::StateHashMismatch }
-        .into()
+/// `corruption` found replaying `record`.
+fn corrupt(record: &Replayed, corruption: Corruption) -> ReplayError {
+    JournalError::Corrupt { location: record.location(), corruption }.into()
 }
 
 /// Applies one chunk: probes its trades, then applies and checks each record in order.
@@ -820,12 +820,8 @@ fn apply_chunk(
                 })?;
             }
             (None, RecordKind::Checkpoint) => {
-                let checkpoint = keel_journal::Checkpoint::decode(payload).ok_or_else(|| {
-                    JournalError::Corrupt {
-                        location: record.location(),
-                        corruption: Corruption::CheckpointMalformed,
-                    }
-                })?;
+                let checkpoint = keel_journal::Checkpoint::decode(payload)
+                    .ok_or_else(|| corrupt(record, Corruption::CheckpointMalformed))?;
                 match keel_journal::StateClaim::decode(checkpoint.state_hash) {
                     keel_journal::StateClaim::None => {}
                     keel_journal::StateClaim::Deferred => {
@@ -833,19 +829,15 @@ fn apply_chunk(
                     }
                     keel_journal::StateClaim::Hash(hash) => {
                         if engine.state_hash().0 != hash {
-                            return Err(mismatch(record));
+                            return Err(corrupt(record, Corruption::StateHashMismatch));
                         }
                         states.verified += 1;
                     }
                 }
             }
             (None, RecordKind::StateHash) => {
-                let attested = keel_journal::StateHashRecord::decode(payload).ok_or_else(|| {
-                    JournalError::Corrupt {
-                        location: record.location(),
-                        corruption: Corruption::CheckpointMalformed,
-                    }
-                })?;
+                let attested = keel_journal::StateHashRecord::decode(payload)
+                    .ok_or_else(|| corrupt(record, Corruption::CheckpointMalformed))?;
                 let sequence = attested.sequence;
                 let computed = match states.deferred.remove(&sequence) {
                     Some(pending) => Some(pending.wait(&record.location())?),
@@ -853,15 +845,11 @@ fn apply_chunk(
                 };
                 match computed {
                     Some(hash) if hash.0 == attested.checkpoint.state_hash => states.verified += 1,
-                    Some(_) => return Err(mismatch(record)),
+                    Some(_) => return Err(corrupt(record, Corruption::StateHashMismatch)),
                     // Before the snapshot replay started from: nothing to compare with.
                     None if sequence <= states.start => {}
                     None => {
-                        return Err(JournalError::Corrupt {
-                            location: record.location(),
-                            corruption: Corruption::StateHashUnannounced(sequence),
-                        }
-                        .into())
+                        return Err(corrupt(record, Corruption::StateHashUnannounced(sequence)))
                     }
                 }
             }
