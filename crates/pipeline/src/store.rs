@@ -525,14 +525,27 @@ fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<
     }
 }
 
-/// Lowers the calling thread to the lowest CPU priority (nice 19): background passes must not
-/// take a core from the shard, the journal writer or the sessions on a small machine. On Linux
-/// `setpriority` on a thread id applies to that thread alone. Best effort: a failure leaves the
-/// thread at normal priority.
+/// Moves the calling thread to the idle scheduling class (`SCHED_IDLE`): background passes must
+/// not take a core from the shard, the journal writer or the sessions on a small machine. Under
+/// nice 19 the scheduler still let a pass run out its slice (5 ms seen) while a session thread
+/// waited on the same core; an idle-class thread is preempted by any normal thread that wakes.
+/// Best effort: a failure leaves the thread at normal priority.
 fn background_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::debug!(%error, "could not lower the background thread's priority");
+    {
+        use thread_priority::unix::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadSchedulePolicy,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let set = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        );
+        if let Err(error) = set {
+            tracing::debug!(?error, "could not move the background thread to the idle class");
+        }
     }
 }
 
