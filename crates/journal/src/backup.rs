@@ -21,10 +21,13 @@ pub struct BackupReport {
 pub fn sync_backup(primary_dir: &Path, backup_dir: &Path) -> Result<BackupReport, JournalError> {
     let mut report = BackupReport::default();
     for (number, path) in list_segments(primary_dir)? {
-        let primary = std::fs::read(&path).map_err(JournalError::io(&path))?;
+        let whole = std::fs::read(&path).map_err(JournalError::io(&path))?;
+        // Not a live segment's preallocated zeros: the backup is append-only, and the records
+        // that later fill that space would no longer match it.
+        let primary = &whole[..crate::format::written_len(&whole)];
         let target = backup_dir.join(segment_name(number));
         let before = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-        copy_missing(&primary, backup_dir, number)?;
+        copy_missing(primary, backup_dir, number)?;
         report.segments += 1;
         report.bytes_copied += primary.len() as u64 - before.min(primary.len() as u64);
     }

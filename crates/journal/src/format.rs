@@ -6,8 +6,9 @@
 use keel_domain::TenantId;
 
 /// Version of the segment and record layouts written by this build. 2 added the state-hash
-/// record (kind 3) and the deferred state hash in checkpoints; layouts are otherwise those of 1.
-pub const FORMAT_VERSION: u8 = 2;
+/// record (kind 3) and the deferred state hash in checkpoints. 3 lets a segment end in zero
+/// bytes: space preallocated for records not yet written. Layouts are otherwise those of 1.
+pub const FORMAT_VERSION: u8 = 3;
 /// Oldest version this build reads (a journal may hold segments of either).
 pub const FORMAT_VERSION_MIN: u8 = 1;
 
@@ -176,6 +177,32 @@ pub fn chain_hash(prev_chain: &ChainHash, header: &[u8], payload: &[u8]) -> Chai
     *hasher.finalize().as_bytes()
 }
 
+/// Whether `bytes` are all zero: a segment's preallocated space that no record has reached
+/// (format version 3). No record starts with a zero byte (the magic is `KREC`).
+pub fn is_unwritten(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&byte| byte == 0)
+}
+
+/// How much of a segment file is written: the end of its last whole record when only zero
+/// bytes follow it, otherwise (a torn or damaged tail, which the scan judges) the whole file.
+pub fn written_len(segment: &[u8]) -> usize {
+    let mut offset = SEGMENT_HEADER_BYTES.min(segment.len());
+    while let Some(Ok(header)) =
+        segment.get(offset..offset + RECORD_HEADER_BYTES).map(decode_record_header)
+    {
+        let end = offset + RECORD_HEADER_BYTES + header.length as usize;
+        if end > segment.len() {
+            break;
+        }
+        offset = end;
+    }
+    if is_unwritten(&segment[offset..]) {
+        offset
+    } else {
+        segment.len()
+    }
+}
+
 /// Decodes and checks a record header (magic, header checksum, version, kind, length limit).
 pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, HeaderFault> {
     debug_assert!(bytes.len() >= RECORD_HEADER_BYTES, "invariant: caller passes a whole header");
@@ -244,14 +271,14 @@ mod tests {
             hex(&header.encode()),
             concat!(
                 "4b45454c53454731", // magic KEELSEG1
-                "0200",
-                "0000",             // format version 2, reserved
+                "0300",
+                "0000",             // format version 3, reserved
                 "01000000",         // segment number 1
                 "0000000000000000", // previous sequence 0
                 "64656d6f00000000000000000000000000000000000000000000000000000000", // "demo"
                 "d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c7845a86972e2", // genesis
                 "00000000",         // reserved
-                "706a6ce6",         // CRC32C of the bytes before
+                "33b02efa",         // CRC32C of the bytes before
             )
         );
         let mut out = Vec::new();
@@ -261,51 +288,95 @@ mod tests {
             hex(&out[..32]),
             concat!(
                 "4b524543", // magic KREC
-                "02",
+                "03",
                 "01",
-                "0000",             // format version 2, kind command, reserved
+                "0000",             // format version 3, kind command, reserved
                 "07000000",         // payload length 7
                 "0700000000000000", // sequence 7
                 "7069e3f4",         // CRC32C of the payload
-                "446725db",         // CRC32C of the 24 bytes before
+                "f99066ec",         // CRC32C of the 24 bytes before
                 "00000000",         // reserved
             )
         );
-        assert_eq!(hex(&chain), "2cd0f032879bf8360e5bc3126bcaab14a7d1beb85f9850bacffef063a7d8d259");
+        assert_eq!(hex(&chain), "bae612746ef0745c321cf100039401c662feec406342457ff7339ce932b86627");
         assert_eq!(&out[32..64], &chain);
         assert_eq!(&out[64..], b"payload");
     }
 
-    /// Version 1 (before state-hash records) is still read: the golden bytes it pinned decode.
+    /// Versions 1 (before state-hash records) and 2 (before preallocated segments) are still
+    /// read: the golden bytes they pinned decode.
     #[test]
-    fn version_1_still_reads() {
+    fn older_versions_still_read() {
         fn unhex(text: &str) -> Vec<u8> {
             (0..text.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
                 .collect()
         }
-        let segment = unhex(concat!(
-            "4b45454c534547310100000001000000000000000000000064656d6f00000000000000000000000000",
-            "000000000000000000000000000000d650b62c0201862d04a5173047da646fa49adf71175bdde76f7c",
-            "7845a86972e200000000b504abc2"
-        ));
-        let header = SegmentHeader::decode(&segment).unwrap();
-        assert_eq!((header.number, header.prev_sequence), (1, 0));
-        let mut record = unhex(concat!(
-            "4b524543010100000700000007000000000000007069e3f4837fe18200000000",
-            "707f4633bc6671418fe9c187842b7033902f0a66d70231636f4b0cbd244af5d4"
-        ));
-        let decoded = decode_record_header(&record).unwrap();
-        assert_eq!((decoded.kind, decoded.sequence, decoded.length), (RecordKind::Command, 7, 7));
-        assert_eq!(chain_hash(&header.prev_chain, &record[..32], b"payload"), decoded.chain);
-        // Version 0 and versions after this build's are refused by name.
-        for version in [0u8, FORMAT_VERSION + 1] {
-            record[4] = version;
-            let crc = crc32c::crc32c(&record[..24]);
-            record[24..28].copy_from_slice(&crc.to_le_bytes());
-            assert_eq!(decode_record_header(&record), Err(HeaderFault::Version(version)));
+        let versions = [
+            (
+                concat!(
+                    "4b45454c534547310100000001000000000000000000000064656d6f000000000000000000",
+                    "00000000000000000000000000000000000000d650b62c0201862d04a5173047da646fa49a",
+                    "df71175bdde76f7c7845a86972e200000000b504abc2"
+                ),
+                concat!(
+                    "4b524543010100000700000007000000000000007069e3f4837fe18200000000",
+                    "707f4633bc6671418fe9c187842b7033902f0a66d70231636f4b0cbd244af5d4"
+                ),
+            ),
+            (
+                concat!(
+                    "4b45454c534547310200000001000000000000000000000064656d6f000000000000000000",
+                    "00000000000000000000000000000000000000d650b62c0201862d04a5173047da646fa49a",
+                    "df71175bdde76f7c7845a86972e200000000706a6ce6"
+                ),
+                concat!(
+                    "4b524543020100000700000007000000000000007069e3f4446725db00000000",
+                    "2cd0f032879bf8360e5bc3126bcaab14a7d1beb85f9850bacffef063a7d8d259"
+                ),
+            ),
+        ];
+        for (segment, record) in versions {
+            let header = SegmentHeader::decode(&unhex(segment)).unwrap();
+            assert_eq!((header.number, header.prev_sequence), (1, 0));
+            let mut record = unhex(record);
+            let decoded = decode_record_header(&record).unwrap();
+            let fields = (decoded.kind, decoded.sequence, decoded.length);
+            assert_eq!(fields, (RecordKind::Command, 7, 7));
+            assert_eq!(chain_hash(&header.prev_chain, &record[..32], b"payload"), decoded.chain);
+            // Version 0 and versions after this build's are refused by name.
+            for version in [0u8, FORMAT_VERSION + 1] {
+                record[4] = version;
+                let crc = crc32c::crc32c(&record[..24]);
+                record[24..28].copy_from_slice(&crc.to_le_bytes());
+                assert_eq!(decode_record_header(&record), Err(HeaderFault::Version(version)));
+            }
         }
+    }
+
+    /// A segment's written length: its records, without the zeros preallocated after them.
+    #[test]
+    fn written_len_stops_at_the_zeros_after_the_last_record() {
+        let header =
+            SegmentHeader { number: 1, prev_sequence: 0, tenant: [1; 32], prev_chain: [2; 32] };
+        let mut segment = header.encode().to_vec();
+        encode_record(&mut segment, &[2; 32], RecordKind::Command, 1, b"one");
+        encode_record(&mut segment, &[3; 32], RecordKind::Command, 2, b"two\0\0");
+        let records = segment.len();
+        // (what follows the records, expected written length)
+        let cases: [(Vec<u8>, usize); 4] = [
+            (vec![], records),
+            (vec![0; 1_000], records),
+            (vec![0, 0, 7, 0], records + 4),
+            (b"KREC".to_vec(), records + 4),
+        ];
+        for (tail, expected) in cases {
+            let mut file = segment.clone();
+            file.extend_from_slice(&tail);
+            assert_eq!(written_len(&file), expected, "tail {tail:?}");
+        }
+        assert!(is_unwritten(&[]) && is_unwritten(&[0; 9]) && !is_unwritten(&[0, 1]));
     }
 
     #[test]

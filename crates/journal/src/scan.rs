@@ -8,7 +8,7 @@ use keel_domain::TenantId;
 
 use crate::error::{Corruption, JournalError, Location};
 use crate::format::{
-    decode_record_header, ChainHash, RecordHeader, RecordKind, RECORD_HEADER_BYTES,
+    decode_record_header, is_unwritten, ChainHash, RecordHeader, RecordKind, RECORD_HEADER_BYTES,
 };
 use crate::keys::{checkpoint_message, state_hash_message};
 
@@ -185,6 +185,12 @@ pub fn scan_segment<E: From<JournalError>>(
         reason,
     };
     while offset < bytes.len() {
+        // Preallocated space that no record has reached yet: the clean end of the segment.
+        // (In a closed segment too: the next segment's header says where the chain stood, so
+        // a record lost to zeros there breaks the chain at that header.)
+        if bytes[offset] == 0 && is_unwritten(&bytes[offset..]) {
+            break;
+        }
         let end_of = |header: &RecordHeader| offset + RECORD_HEADER_BYTES + header.length as usize;
         let header = match bytes.get(offset..offset + RECORD_HEADER_BYTES).map(decode_record_header)
         {
@@ -199,8 +205,14 @@ pub fn scan_segment<E: From<JournalError>>(
             }
             None => return Err(corrupt(offset, None, Corruption::Truncated).into()),
             Some(Err(fault)) => {
-                if last_segment && !any_record_after(bytes, offset + 1) {
-                    let reason = format!("{fault} and nothing valid follows");
+                let reason = if lost_page(bytes, offset, offset + RECORD_HEADER_BYTES) {
+                    Some(format!("{fault}: the page it starts in was never written"))
+                } else if !any_record_after(bytes, offset + 1) {
+                    Some(format!("{fault} and nothing valid follows"))
+                } else {
+                    None
+                };
+                if let (true, Some(reason)) = (last_segment, reason) {
                     return Ok(ScanEnd {
                         state,
                         records,
@@ -228,8 +240,15 @@ pub fn scan_segment<E: From<JournalError>>(
         }
         let payload = &bytes[offset + RECORD_HEADER_BYTES..end];
         if crc32c::crc32c(payload) != header.payload_crc {
-            if last_segment && end == bytes.len() {
-                let reason = "payload checksum of the final record does not match".to_owned();
+            let reason = if is_unwritten(&bytes[end..]) {
+                Some("payload checksum of the final record does not match")
+            } else if lost_page(bytes, offset, end) {
+                Some("payload checksum does not match: a page of the record was never written")
+            } else {
+                None
+            };
+            if let (true, Some(reason)) = (last_segment, reason) {
+                let reason = reason.to_owned();
                 return Ok(ScanEnd {
                     state,
                     records,
@@ -325,6 +344,28 @@ fn verify_state_hash(
 
 /// True when a well-formed record header starts anywhere at or after `from`: then a damaged
 /// header before it is corruption in the middle of the journal, not a torn tail.
+/// The unit in which a crash can leave a write half done: each page of a write either reached
+/// the disk or did not, in any order.
+const PAGE_BYTES: usize = 4096;
+
+/// Whether a page overlapping `from..to` was never written from `from` (or the page's start)
+/// to the page's end: the mark of a write into preallocated space cut short by a crash, where
+/// later pages of the same write may have reached the disk. A flipped bit never looks like
+/// this.
+fn lost_page(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut page = from - from % PAGE_BYTES;
+    while page < to {
+        let start = page.max(from);
+        let stop = (page + PAGE_BYTES).min(bytes.len());
+        if start < stop && is_unwritten(&bytes[start..stop]) {
+            return true;
+        }
+        page += PAGE_BYTES;
+    }
+    false
+}
+
 fn any_record_after(bytes: &[u8], from: usize) -> bool {
     let magic = crate::format::RECORD_MAGIC;
     let mut at = from;

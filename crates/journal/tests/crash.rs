@@ -34,7 +34,7 @@ fn payload(sequence: u64) -> Vec<u8> {
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var("KEEL_CRASH_CHILD") else { return };
-    let options = JournalOptions { segment_bytes_max: SEGMENT_BYTES, backup_dir: None };
+    let options = JournalOptions { segment_bytes_max: SEGMENT_BYTES, ..JournalOptions::default() };
     let (mut journal, _) = Journal::open(Path::new(&dir), tenant(), options).unwrap();
     let key = NodeKey::from_seed([3; 32]);
     if std::env::var_os("KEEL_CRASH_PIPELINED").is_some() {
@@ -133,7 +133,8 @@ fn kill_9_never_loses_a_durable_record() {
         let last_reported = reader.join().unwrap();
         reported = reported.max(last_reported);
 
-        let options = JournalOptions { segment_bytes_max: SEGMENT_BYTES, backup_dir: None };
+        let options =
+            JournalOptions { segment_bytes_max: SEGMENT_BYTES, ..JournalOptions::default() };
         let (journal, report) = Journal::open(dir.path(), tenant(), options).unwrap();
         torn_repairs += u32::from(report.torn_tail.is_some());
         assert!(

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use keel_domain::TenantId;
 use keel_journal::format::{
-    decode_record_header, encode_record, RecordKind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    decode_record_header, encode_record, is_unwritten, RecordKind, RECORD_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use keel_journal::{
     read_journal, Corruption, Journal, JournalError, JournalOptions, NodeKey, Trust,
@@ -27,7 +28,7 @@ fn payload(sequence: u64) -> Vec<u8> {
 /// Writes `commands` commands in batches of 10 with a checkpoint after every 10th, in segments
 /// of at most `segment_bytes` bytes.
 fn build(dir: &Path, name: &str, commands: u64, segment_bytes: u64) {
-    let options = JournalOptions { segment_bytes_max: segment_bytes, backup_dir: None };
+    let options = JournalOptions { segment_bytes_max: segment_bytes, ..JournalOptions::default() };
     let (mut journal, _) = Journal::open(dir, tenant(name), options).unwrap();
     for sequence in 1..=commands {
         journal.append_command(sequence, &payload(sequence)).unwrap();
@@ -68,7 +69,7 @@ fn segment(dir: &Path, number: u32) -> PathBuf {
 fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = SEGMENT_HEADER_BYTES;
-    while at + RECORD_HEADER_BYTES <= bytes.len() {
+    while at + RECORD_HEADER_BYTES <= bytes.len() && !is_unwritten(&bytes[at..]) {
         let header = decode_record_header(&bytes[at..at + RECORD_HEADER_BYTES]).unwrap();
         offsets.push(at);
         at += RECORD_HEADER_BYTES + header.length as usize;
@@ -94,7 +95,7 @@ fn round_trip_across_segments_and_reopen() {
     let (mut journal, report) = Journal::open(
         dir.path(),
         tenant("alpha"),
-        JournalOptions { segment_bytes_max: 2_000, backup_dir: None },
+        JournalOptions { segment_bytes_max: 2_000, ..JournalOptions::default() },
     )
     .unwrap();
     assert_eq!((report.last_sequence, report.torn_tail), (95, None));
@@ -119,7 +120,12 @@ fn torn_tails_are_truncated_and_reported_and_nothing_committed_is_lost() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("header cut short", partial_record[..20].to_vec()),
         ("payload cut short", partial_record[..RECORD_HEADER_BYTES + 3].to_vec()),
-        ("nothing valid follows", vec![0u8; 700]),
+        // (Zeros alone are preallocated space, a clean end: see the preallocated tests.)
+        ("nothing valid follows", {
+            let mut damaged = partial_record.clone();
+            damaged[0] = 0;
+            damaged
+        }),
         ("final record does not match", {
             let mut whole = partial_record.clone();
             let last = whole.len() - 1;
@@ -150,6 +156,154 @@ fn torn_tails_are_truncated_and_reported_and_nothing_committed_is_lost() {
             "{reason}"
         );
     }
+}
+
+const PREALLOCATED_BYTES: u64 = 64 << 10;
+
+/// Writes commands `from..=to` in batches of 10, a checkpoint after every 10th, waiting for
+/// each next segment's file to be prepared so that every segment after the first is
+/// preallocated.
+fn build_preallocated(dir: &Path, from: u64, to: u64) -> Journal {
+    let options = JournalOptions { segment_bytes_max: PREALLOCATED_BYTES, ..Default::default() };
+    let (mut journal, report) = Journal::open(dir, tenant("alpha"), options).unwrap();
+    assert_eq!((report.last_sequence, report.torn_tail), (from - 1, None));
+    for sequence in from..=to {
+        journal.append_command(sequence, &payload(sequence)).unwrap();
+        if sequence % 10 == 0 || sequence == to {
+            journal.append_checkpoint(&key(), [sequence as u8; 32]).unwrap();
+            journal.commit().unwrap();
+            journal.await_prepared_segment();
+        }
+    }
+    journal
+}
+
+#[test]
+fn preallocated_segments_end_in_zeros_read_back_and_back_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = build_preallocated(dir.path(), 1, 2_000);
+    let segments = (1..).take_while(|n| segment(dir.path(), *n).exists()).count() as u32;
+    assert!(segments >= 3, "64 KiB segments: {segments}");
+    for number in 2..=segments {
+        let bytes = std::fs::read(segment(dir.path(), number)).unwrap();
+        assert_eq!(bytes.len() as u64, PREALLOCATED_BYTES, "segment {number} preallocated");
+        let written = keel_journal::format::written_len(&bytes);
+        assert!(written < bytes.len() && is_unwritten(&bytes[written..]), "segment {number}");
+    }
+    drop(journal);
+    assert!(
+        !dir.path().join("next-segment.tmp").exists(),
+        "a closed journal leaves no helper file"
+    );
+    assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=2_000).collect::<Vec<_>>());
+
+    // The backup copies records, not the live segment's zeros, so it stays a prefix as the
+    // journal goes on filling that space.
+    let backup = tempfile::tempdir().unwrap();
+    keel_journal::sync_backup(dir.path(), backup.path()).unwrap();
+    assert_eq!(read_all(backup.path(), "alpha").unwrap(), (1..=2_000).collect::<Vec<_>>());
+    let last = segment(backup.path(), segments);
+    assert!(std::fs::metadata(&last).unwrap().len() < PREALLOCATED_BYTES, "no zeros copied");
+
+    // Reopened: no torn tail, appends go after the last record, not after the zeros.
+    drop(build_preallocated(dir.path(), 2_001, 2_500));
+    assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=2_500).collect::<Vec<_>>());
+    keel_journal::sync_backup(dir.path(), backup.path()).unwrap();
+    assert_eq!(read_all(backup.path(), "alpha").unwrap(), (1..=2_500).collect::<Vec<_>>());
+}
+
+#[test]
+fn torn_writes_into_preallocated_space_are_truncated_and_reported() {
+    let partial_record = {
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, &[0; 32], RecordKind::Command, 1_001, &payload(1_001));
+        bytes
+    };
+    // (what the crash left in the zeros after the last committed record, reason fragment)
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "payload checksum of the final record",
+            partial_record[..RECORD_HEADER_BYTES + 3].to_vec(),
+        ),
+        ("final record does not match", {
+            let mut whole = partial_record.clone();
+            let last = whole.len() - 1;
+            whole[last] ^= 0xff;
+            whole
+        }),
+        ("nothing valid follows", {
+            let mut header = partial_record[..20].to_vec();
+            header.extend_from_slice(&[0; 50]);
+            header.push(0x5a);
+            header
+        }),
+        // A crash can persist the pages of one write in any order: the first page of the write
+        // was lost, a later one (holding a whole record header) was not.
+        ("the page it starts in was never written", {
+            let mut gap = vec![0u8; 9_000];
+            gap.extend_from_slice(&partial_record);
+            gap
+        }),
+        ("a page of the record was never written", {
+            let mut big = Vec::new();
+            let filler = vec![b'x'; 3 * 4096];
+            encode_record(&mut big, &[0; 32], RecordKind::Command, 1_001, &filler);
+            encode_record(&mut big, &[0; 32], RecordKind::Command, 1_002, &payload(1_002));
+            big
+        }),
+    ];
+    for (reason, tail) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        drop(build_preallocated(dir.path(), 1, 1_000));
+        let last = (1..).take_while(|n| segment(dir.path(), *n + 1).exists()).count() as u32 + 1;
+        assert!(last >= 2, "{reason}: the last segment is a preallocated one");
+        let path = segment(dir.path(), last);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, PREALLOCATED_BYTES);
+        let committed = keel_journal::format::written_len(&bytes);
+        bytes[committed..committed + tail.len()].copy_from_slice(&tail);
+        if reason.contains("a page of the record") {
+            let lost = (committed + 4096).next_multiple_of(4096);
+            bytes[lost..lost + 4096].fill(0);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (mut journal, report) =
+            Journal::open(dir.path(), tenant("alpha"), JournalOptions::default()).unwrap();
+        let torn = report.torn_tail.unwrap_or_else(|| panic!("{reason}: no torn tail reported"));
+        assert!(torn.reason.contains(reason), "{reason}: {}", torn.reason);
+        assert_eq!(torn.offset, committed as u64, "{reason}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), committed as u64, "{reason}");
+        journal.append_batch([(1_001, &payload(1_001)[..])]).unwrap();
+        drop(journal);
+        assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=1_001).collect::<Vec<_>>());
+    }
+}
+
+/// A record damaged in a closed, preallocated segment is corruption, and so is a record lost
+/// to zeros there: the next segment's header no longer continues the chain.
+#[test]
+fn damage_in_a_closed_preallocated_segment_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(build_preallocated(dir.path(), 1, 2_000));
+    let path = segment(dir.path(), 2);
+    let pristine = std::fs::read(&path).unwrap();
+    let written = keel_journal::format::written_len(&pristine);
+    let last_record = *record_offsets(&pristine).last().unwrap();
+
+    let mut flipped = pristine.clone();
+    flipped[written - 1] ^= 0x01;
+    std::fs::write(&path, &flipped).unwrap();
+    let (segment_path, offset, _, found) = corruption(read_all(dir.path(), "alpha"));
+    assert_eq!((segment_path, offset), (path.clone(), last_record as u64));
+    assert!(matches!(found, Corruption::PayloadChecksum), "{found:?}");
+
+    let mut zeroed = pristine.clone();
+    zeroed[last_record..written].fill(0);
+    std::fs::write(&path, &zeroed).unwrap();
+    let (segment_path, offset, _, found) = corruption(read_all(dir.path(), "alpha"));
+    assert_eq!((segment_path, offset), (segment(dir.path(), 3), 0));
+    assert!(matches!(found, Corruption::ChainBroken), "{found:?}");
 }
 
 #[test]
