@@ -64,6 +64,14 @@ pub struct LoadReport {
     pub max_latency_us_per_second: Vec<u64>,
     /// Offered instructions per second (open loop).
     pub offered: Option<f64>,
+    /// The server's side of the latency, summed over tenants: shard batches from staging to
+    /// durable, and the journal's group commits (write and sync). What the batch latency adds
+    /// to `server_batch_us` was spent on the network or in the load generator.
+    pub server_commit_us: keel_pipeline::Buckets,
+    pub journal_sync_us: keel_pipeline::Buckets,
+    /// Client batches in the server, from their frame decoded to their acknowledgement
+    /// written.
+    pub server_batch_us: keel_pipeline::Buckets,
 }
 
 impl LoadReport {
@@ -290,6 +298,12 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     progress.abort();
     let _ = stop.send(true);
     server.await??;
+    let (mut server_commit_us, mut journal_sync_us, mut server_batch_us) = Default::default();
+    for handle in pipeline.tenants() {
+        keel_pipeline::Buckets::add(&mut server_batch_us, &handle.metrics.batch_latency());
+        keel_pipeline::Buckets::add(&mut server_commit_us, &handle.metrics.commit_latency());
+        keel_pipeline::Buckets::add(&mut journal_sync_us, &handle.metrics.journal_sync());
+    }
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     let _ = std::fs::remove_dir_all(&scratch);
     let seconds = elapsed.as_secs_f64().ceil() as usize;
@@ -316,6 +330,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
             Mode::Open { rate } => Some(rate),
             Mode::Closed { .. } => None,
         },
+        server_commit_us,
+        journal_sync_us,
+        server_batch_us,
     })
 }
 

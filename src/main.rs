@@ -372,7 +372,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(path, keel::load::render_svg(&report, &title))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            let at_most = |buckets: &keel_pipeline::Buckets| {
+                [0.5, 0.99, 0.999].map(|q| buckets.quantile_at_most_us(q))
+            };
+            let (commit, sync) =
+                (at_most(&report.server_commit_us), at_most(&report.journal_sync_us));
+            let in_server = at_most(&report.server_batch_us);
             let text = if json {
+                let quantiles = |q: [Option<u64>; 3]| serde_json::json!({"p50_at_most": q[0], "p99_at_most": q[1], "p999_at_most": q[2]});
                 serde_json::json!({
                     "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
                     "offered_per_s": report.offered, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
@@ -380,15 +387,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
                     "per_second": report.per_second,
                     "max_latency_us_per_second": report.max_latency_us_per_second,
+                    "server_batches": report.server_batch_us.total(),
+                    "server_batch_latency_us": quantiles(in_server),
+                    "server_commits": report.server_commit_us.total(),
+                    "server_commit_latency_us": quantiles(commit),
+                    "journal_syncs": report.journal_sync_us.total(),
+                    "journal_sync_us": quantiles(sync),
                 })
                 .to_string()
                     + "\n"
             } else {
                 let offered =
                     report.offered.map(|o| format!("offered {o:.0}/s, ")).unwrap_or_default();
+                let bound = |q: Option<u64>| {
+                    q.map_or_else(|| "over the last bucket".to_owned(), |us| format!("<= {us} us"))
+                };
                 format!(
-                    "{mode_text}: {} instructions in {:.2} s: {offered}achieved {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n",
-                    report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, p50, p99, p999, max
+                    "{mode_text}: {} instructions in {:.2} s: {offered}achieved {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n\
+                     in the server (frame decoded to acknowledgement written): p50 {}, p99 {}, p99.9 {} ({} batches)\n\
+                     of which shard batch staged to durable: p50 {}, p99 {}, p99.9 {} ({} shard batches); journal write and sync p50 {}, p99 {}, p99.9 {} ({} syncs)\n",
+                    report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, p50, p99, p999, max,
+                    bound(in_server[0]), bound(in_server[1]), bound(in_server[2]), report.server_batch_us.total(),
+                    bound(commit[0]), bound(commit[1]), bound(commit[2]), report.server_commit_us.total(),
+                    bound(sync[0]), bound(sync[1]), bound(sync[2]), report.journal_sync_us.total(),
                 )
             };
             write_stdout(&text)?;

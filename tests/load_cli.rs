@@ -28,6 +28,14 @@ fn closed_and_open_loop_runs_report_rates_and_percentiles() {
         let latency = &report["batch_latency_us"];
         assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
         assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
+        // The server's side: every shard batch and group commit was timed.
+        assert!(report["server_commits"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["server_batches"].as_u64().unwrap() > 0, "{report}");
+        assert!(report["journal_syncs"].as_u64().unwrap() > 0, "{report}");
+        let commit = &report["server_commit_latency_us"];
+        // null: above the histogram's last bound (100 ms), possible on a slow disk.
+        let bound = |field: &str| commit.get(field).unwrap().as_u64().unwrap_or(u64::MAX);
+        assert!(bound("p50_at_most") <= bound("p99_at_most"), "{report}");
         if !extra.is_empty() {
             assert_eq!(report["offered_per_s"], 2000.0);
         }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use keel_domain::TenantId;
 use parking_lot::RwLock;
 
-pub use metrics::TenantMetrics;
+pub use metrics::{Buckets, TenantMetrics};
 pub use shard::{Answer, Request, ShardOptions};
 pub use store::{DataDir, Recovery, StoreOptions, TenantStore};
 

@@ -22,6 +22,57 @@ pub const PASS_BUCKETS_US: [u64; 11] = [
 /// Upper bounds of the batch size histogram, in commands per commit.
 pub const BATCH_BUCKETS: [u64; 8] = [1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000];
 
+/// A latency histogram read back: `counts[i]` values were at most `bounds_us[i]`
+/// microseconds (and above the bound before it); the last count is above every bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Buckets {
+    pub bounds_us: Vec<u64>,
+    pub counts: Vec<u64>,
+}
+
+impl Buckets {
+    fn read(bounds_us: &[u64], counts: &[AtomicU64]) -> Buckets {
+        Buckets {
+            bounds_us: bounds_us.to_vec(),
+            counts: counts.iter().map(|count| count.load(Relaxed)).collect(),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds `other`'s counts (the same bounds: another tenant's histogram of the same kind).
+    pub fn add(&mut self, other: &Buckets) {
+        if self.counts.is_empty() {
+            *self = other.clone();
+            return;
+        }
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+    }
+
+    /// The bound that a `quantile` (0 to 1) of the values are at most: the upper bound of the
+    /// bucket where that quantile falls. `None` when it falls above the last bound, or when
+    /// nothing was recorded.
+    pub fn quantile_at_most_us(&self, quantile: f64) -> Option<u64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((quantile * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return self.bounds_us.get(index).copied();
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TenantMetrics {
     pub accepted: AtomicU64,
@@ -39,6 +90,8 @@ pub struct TenantMetrics {
     image_us_sum: AtomicU64,
     pass_us_buckets: [AtomicU64; PASS_BUCKETS_US.len() + 1],
     pass_us_sum: AtomicU64,
+    batch_latency_us_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
+    batch_latency_us_sum: AtomicU64,
 }
 
 impl TenantMetrics {
@@ -86,6 +139,30 @@ impl TenantMetrics {
         self.batch_sum.fetch_add(commands, Relaxed);
     }
 
+    /// A client batch's time in the server: from its frame decoded to its acknowledgement
+    /// written to the socket (queue, shard, journal and session included).
+    pub fn record_batch_latency(&self, micros: u64) {
+        let bucket =
+            SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
+        self.batch_latency_us_buckets[bucket].fetch_add(1, Relaxed);
+        self.batch_latency_us_sum.fetch_add(micros, Relaxed);
+    }
+
+    /// Client batches from decoded to acknowledged (`keel_batch_latency_seconds`).
+    pub fn batch_latency(&self) -> Buckets {
+        Buckets::read(&SYNC_BUCKETS_US, &self.batch_latency_us_buckets)
+    }
+
+    /// Shard batches from staging to durable (`keel_commit_latency_seconds`).
+    pub fn commit_latency(&self) -> Buckets {
+        Buckets::read(&COMMIT_BUCKETS_US, &self.commit_us_buckets)
+    }
+
+    /// Group commits' write and sync (`keel_journal_sync_seconds`).
+    pub fn journal_sync(&self) -> Buckets {
+        Buckets::read(&SYNC_BUCKETS_US, &self.sync_us_buckets)
+    }
+
     /// Appends this tenant's series in Prometheus text format.
     pub fn render(&self, tenant: &str, queue_depth: usize, out: &mut String) {
         let label = format!("tenant=\"{tenant}\"");
@@ -113,6 +190,15 @@ impl TenantMetrics {
             &COMMIT_BUCKETS_US,
             &self.commit_us_buckets,
             self.commit_us_sum.load(Relaxed),
+            6,
+        );
+        histogram(
+            out,
+            "keel_batch_latency_seconds",
+            &label,
+            &SYNC_BUCKETS_US,
+            &self.batch_latency_us_buckets,
+            self.batch_latency_us_sum.load(Relaxed),
             6,
         );
         histogram(
@@ -200,6 +286,11 @@ pub fn render_preamble(out: &mut String) {
         ("keel_last_sequence", "gauge", "Last durable tenant sequence"),
         ("keel_queue_depth", "gauge", "Requests waiting in the tenant's queue"),
         (
+            "keel_batch_latency_seconds",
+            "histogram",
+            "From a client batch's frame decoded to its acknowledgement written: the server's whole share of a batch's latency",
+        ),
+        (
             "keel_commit_latency_seconds",
             "histogram",
             "From a batch's staging to its release: apply, journal write and sync",
@@ -228,6 +319,27 @@ pub fn render_preamble(out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_quantiles_are_the_bound_they_fall_under() {
+        let metrics = TenantMetrics::default();
+        assert_eq!(metrics.commit_latency().quantile_at_most_us(0.5), None, "nothing recorded");
+        // 90 commits of 80 us, 9 of 900 us, 1 of 3 s (above the last bound).
+        for (micros, times) in [(80, 90), (900, 9), (3_000_000, 1)] {
+            for _ in 0..times {
+                metrics.record_commit(100, micros);
+            }
+        }
+        let mut commits = metrics.commit_latency();
+        let table = [(0.0, Some(100)), (0.5, Some(100)), (0.9, Some(100)), (0.91, Some(1_000))];
+        for (quantile, expected) in table {
+            assert_eq!(commits.quantile_at_most_us(quantile), expected, "q {quantile}");
+        }
+        assert_eq!(commits.quantile_at_most_us(0.99), Some(1_000));
+        assert_eq!(commits.quantile_at_most_us(0.999), None, "above the last bound");
+        commits.add(&metrics.commit_latency());
+        assert_eq!((commits.total(), commits.quantile_at_most_us(0.9)), (200, Some(100)));
+    }
 
     #[test]
     fn scaled_writes_exact_decimals() {

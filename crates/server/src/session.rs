@@ -5,9 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use keel_pipeline::{Answer, Request, TenantHandle};
+use keel_pipeline::{Answer, Request, TenantHandle, TenantMetrics};
 use keel_wire::{
     decode_payload, error_code, read_frame, write_frame, ClientMessage, Query, ServerMessage,
     WireError,
@@ -25,6 +25,9 @@ enum Outgoing {
     Message(ServerMessage),
     /// An answer still being made durable by the shard.
     Pending(Pending, oneshot::Receiver<Answer>),
+    /// A batch's acknowledgement still being made durable, with when its frame was decoded and
+    /// where its latency, up to the acknowledgement's write, is recorded.
+    Batch(u64, oneshot::Receiver<Answer>, Instant, Arc<TenantMetrics>),
     /// A protocol error: sent, then the connection is closed.
     Fatal(u16, String),
 }
@@ -105,6 +108,7 @@ async fn read_loop(
                 }
             },
         };
+        let received = Instant::now();
         let step = match (&session, message) {
             (None, ClientMessage::Logon(logon)) => {
                 let handle = shared.pipeline.tenant(&logon.tenant);
@@ -163,9 +167,12 @@ async fn read_loop(
                         .send(Request::Submit { instructions: batch.instructions, reply })
                         .await
                     {
-                        Ok(()) => {
-                            Step::Send(Outgoing::Pending(Pending::Batch(batch.batch_id), answer))
-                        }
+                        Ok(()) => Step::Send(Outgoing::Batch(
+                            batch.batch_id,
+                            answer,
+                            received,
+                            handle.metrics.clone(),
+                        )),
                         Err(error) => {
                             Step::Fatal(error_code::TENANT_UNAVAILABLE, error.to_string())
                         }
@@ -219,41 +226,23 @@ async fn write_loop(
 ) {
     let mut scratch = Vec::with_capacity(64 << 10);
     while let Some(item) = queue.recv().await {
+        let mut timed = None;
         let (message, last) = match item {
             Outgoing::Message(message) => (message, false),
             Outgoing::Fatal(code, text) => (ServerMessage::Error { code, text }, true),
-            Outgoing::Pending(pending, answer) => match (pending, answer.await) {
-                (Pending::Batch(batch_id), Ok(Answer::Acks(results))) => {
-                    (ServerMessage::BatchAck { batch_id, results }, false)
-                }
-                (Pending::Query(query_id), Ok(Answer::Positions(positions))) => {
-                    (ServerMessage::Positions { query_id, positions }, false)
-                }
-                (Pending::Query(query_id), Ok(Answer::TradeStatus(status))) => {
-                    (ServerMessage::TradeStatus { query_id, status }, false)
-                }
-                (_, Ok(Answer::Failed(text))) => {
-                    (ServerMessage::Error { code: error_code::TENANT_UNAVAILABLE, text }, true)
-                }
-                (_, Ok(other)) => (
-                    ServerMessage::Error {
-                        code: error_code::TENANT_UNAVAILABLE,
-                        text: format!("internal: unexpected answer {other:?}"),
-                    },
-                    true,
-                ),
-                (_, Err(_)) => (
-                    ServerMessage::Error {
-                        code: error_code::TENANT_UNAVAILABLE,
-                        text: "tenant stopped".into(),
-                    },
-                    true,
-                ),
-            },
+            Outgoing::Batch(batch_id, answer, received, metrics) => {
+                timed = Some((received, metrics));
+                answer_message(Pending::Batch(batch_id), answer.await)
+            }
+            Outgoing::Pending(pending, answer) => answer_message(pending, answer.await),
         };
         match tokio::time::timeout(timeout, write_frame(&mut writer, &message, &mut scratch)).await
         {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let Some((received, metrics)) = timed {
+                    metrics.record_batch_latency(received.elapsed().as_micros() as u64);
+                }
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "write failed");
                 return;
@@ -268,4 +257,39 @@ async fn write_loop(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// The message carrying a shard's answer, and whether the connection closes after it.
+fn answer_message(
+    pending: Pending,
+    answer: Result<Answer, oneshot::error::RecvError>,
+) -> (ServerMessage, bool) {
+    match (pending, answer) {
+        (Pending::Batch(batch_id), Ok(Answer::Acks(results))) => {
+            (ServerMessage::BatchAck { batch_id, results }, false)
+        }
+        (Pending::Query(query_id), Ok(Answer::Positions(positions))) => {
+            (ServerMessage::Positions { query_id, positions }, false)
+        }
+        (Pending::Query(query_id), Ok(Answer::TradeStatus(status))) => {
+            (ServerMessage::TradeStatus { query_id, status }, false)
+        }
+        (_, Ok(Answer::Failed(text))) => {
+            (ServerMessage::Error { code: error_code::TENANT_UNAVAILABLE, text }, true)
+        }
+        (_, Ok(other)) => (
+            ServerMessage::Error {
+                code: error_code::TENANT_UNAVAILABLE,
+                text: format!("internal: unexpected answer {other:?}"),
+            },
+            true,
+        ),
+        (_, Err(_)) => (
+            ServerMessage::Error {
+                code: error_code::TENANT_UNAVAILABLE,
+                text: "tenant stopped".into(),
+            },
+            true,
+        ),
+    }
 }
