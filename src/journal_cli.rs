@@ -216,7 +216,9 @@ pub fn dump(
             let segment =
                 record.segment.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
             let (kind, detail) = match record.kind {
-                RecordKind::Command => ("command", describe_command(record.payload)),
+                RecordKind::Command => {
+                    ("command", describe_command(record.payload, record.version))
+                }
                 RecordKind::Checkpoint => (
                     "checkpoint",
                     match keel_journal::Checkpoint::decode(record.payload) {
@@ -273,8 +275,13 @@ pub fn dump(
     }
 }
 
-fn describe_command(payload: &[u8]) -> String {
-    let envelope = match Envelope::decode(payload) {
+fn describe_command(payload: &[u8], version: u8) -> String {
+    let encoding = if keel_journal::format::compact_commands(version) {
+        keel_engine::Encoding::Compact
+    } else {
+        keel_engine::Encoding::Fixed
+    };
+    let envelope = match Envelope::decode_as(payload, encoding) {
         Ok(envelope) => envelope,
         Err(error) => return error.to_string(),
     };

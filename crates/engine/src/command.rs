@@ -55,10 +55,29 @@ pub struct Envelope {
 /// Largest encoded envelope accepted by `Envelope::decode`.
 pub const ENVELOPE_BYTES_MAX: u64 = 1 << 20;
 
-fn codec() -> impl bincode::Options {
+/// How an envelope's bytes encode integers (docs/journal-format.md, "Command payloads").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Fixed-width little-endian integers (journal format versions 1 to 3).
+    Fixed,
+    /// Variable-length integers (bincode's varint; journal format version 4 on): about 45%
+    /// fewer bytes for a trade, most of its integers being small lengths and tags.
+    Compact,
+}
+
+fn fixed() -> impl bincode::Options {
     use bincode::Options;
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+        .with_limit(ENVELOPE_BYTES_MAX)
+}
+
+fn compact() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
         .with_little_endian()
         .reject_trailing_bytes()
         .with_limit(ENVELOPE_BYTES_MAX)
@@ -70,11 +89,20 @@ fn codec() -> impl bincode::Options {
 pub struct DecodeError(pub String);
 
 impl Envelope {
-    /// Appends the journal encoding (bincode 1.3, fixed-width little-endian integers).
+    /// Appends the journal encoding (bincode 1.3, `Encoding::Compact`).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_as_into(Encoding::Compact, out);
+    }
+
+    /// Appends the envelope in `encoding`: `Fixed` is what journals of format versions 1 to 3
+    /// hold (kept for tests and tools that write them).
+    pub fn encode_as_into(&self, encoding: Encoding, out: &mut Vec<u8>) {
         use bincode::Options;
         // Writing plain data into a Vec cannot fail.
-        let _ = codec().serialize_into(out, self);
+        let _ = match encoding {
+            Encoding::Fixed => fixed().serialize_into(out, self),
+            Encoding::Compact => compact().serialize_into(out, self),
+        };
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -83,10 +111,20 @@ impl Envelope {
         out
     }
 
-    /// Decodes journal bytes; trailing bytes and oversize input are errors.
+    /// Decodes journal bytes in the current encoding (`Encoding::Compact`); trailing bytes and
+    /// oversize input are errors.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        Self::decode_as(bytes, Encoding::Compact)
+    }
+
+    /// Decodes journal bytes in `encoding` (the one its record's format version says).
+    pub fn decode_as(bytes: &[u8], encoding: Encoding) -> Result<Envelope, DecodeError> {
         use bincode::Options;
-        codec().deserialize(bytes).map_err(|e| DecodeError(e.to_string()))
+        match encoding {
+            Encoding::Fixed => fixed().deserialize(bytes),
+            Encoding::Compact => compact().deserialize(bytes),
+        }
+        .map_err(|e| DecodeError(e.to_string()))
     }
 }
 

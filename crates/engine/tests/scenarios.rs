@@ -6,7 +6,7 @@ mod support;
 use keel_domain::{
     Amount, AveragePriceAllocation, GiveUpDecision, GiveUpResponse, Quantity, Side, Split,
 };
-use keel_engine::{Command, Engine, EngineError, Envelope, Outcome};
+use keel_engine::{Command, Encoding, Engine, EngineError, Envelope, Outcome};
 use support::*;
 
 #[test]
@@ -138,5 +138,56 @@ fn envelopes_round_trip_through_the_journal_encoding() {
         trailing.push(0);
         assert!(Envelope::decode(&trailing).is_err());
         assert!(Envelope::decode(&bytes[..bytes.len() - 1]).is_err());
+        // Journals of format versions 1 to 3 hold the fixed-width encoding: still read.
+        for encoding in [Encoding::Fixed, Encoding::Compact] {
+            let mut old = Vec::new();
+            envelope.encode_as_into(encoding, &mut old);
+            assert_eq!(Envelope::decode_as(&old, encoding).unwrap(), envelope, "{encoding:?}");
+        }
+        let mut fixed = Vec::new();
+        envelope.encode_as_into(Encoding::Fixed, &mut fixed);
+        assert!(bytes.len() < fixed.len(), "compact {} >= fixed {}", bytes.len(), fixed.len());
     }
+}
+
+/// Pins the journal's command encoding (format version 4). If this fails, the encoding
+/// changed: bump the journal's FORMAT_VERSION, keep decoding the old one for older records, and
+/// update docs/journal-format.md.
+#[test]
+fn compact_envelope_golden_bytes() {
+    let envelope = Envelope {
+        sequence: 1_234_567,
+        timestamp_ns: 1_790_000_000_000_000_000,
+        command: new_trade("L0-123456", details("ACC-00042", 2, Side::Buy, 5, 17)),
+    };
+    let hex: String = envelope.encode().iter().map(|b| format!("{b:02x}")).collect();
+    let mut fixed = Vec::new();
+    envelope.encode_as_into(Encoding::Fixed, &mut fixed);
+    assert_eq!((envelope.encode().len(), fixed.len()), (78, 141), "a trade: 45% fewer bytes");
+    let expected = concat!(
+        "fc87d61200",           // sequence 1,234,567 (varint: 0xfc, then a u32)
+        "fd0000e64708b7ae31",   // capture time (zigzag; 0xfd, then a u64)
+        "03",                   // command: trade
+        "09",                   // report id, 9 bytes:
+        "4c302d313233343536",   // "L0-123456"
+        "00",                   // action: new
+        "09",                   // account, 9 bytes:
+        "4143432d3030303432",   // "ACC-00042"
+        "0a",                   // instrument, 10 bytes:
+        "45535a362d4336303030", // "ESZ6-C6000"
+        "00",                   // side: buy
+        "0a",                   // quantity 5 (zigzag)
+        "fd00658f090c000000",   // price in nanos (zigzag; 0xfd, then a u64)
+        "fb60a2",               // trade date (days; 0xfb, then a u16)
+        "00",                   // no venue
+        "05",
+        "4649524d41", // executing firm "FIRMA"
+        "05",
+        "4649524d41", // clearing firm "FIRMA"
+        "00",         // no give-up
+        "01",         // position effect: close
+        "00",         // no average-price group
+        "00",         // no allocations
+    );
+    assert_eq!(hex, expected);
 }

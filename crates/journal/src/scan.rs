@@ -17,6 +17,8 @@ use crate::keys::{checkpoint_message, state_hash_message};
 pub struct RecordRef<'a> {
     pub segment: &'a Path,
     pub offset: u64,
+    /// The format version the record was written in (it says how a command payload is encoded).
+    pub version: u8,
     pub kind: RecordKind,
     pub sequence: u64,
     pub chain: ChainHash,
@@ -284,6 +286,7 @@ pub fn scan_segment<E: From<JournalError>>(
         visit(&RecordRef {
             segment: path,
             offset: offset as u64,
+            version: header.version,
             kind: header.kind,
             sequence: header.sequence,
             chain,

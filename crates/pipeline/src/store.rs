@@ -723,6 +723,7 @@ struct Chunk {
 struct Replayed {
     segment: std::sync::Arc<Path>,
     offset: u64,
+    version: u8,
     kind: RecordKind,
     sequence: u64,
     chain: keel_journal::ChainHash,
@@ -769,6 +770,7 @@ fn read_chunks(
             let mut replayed = Replayed {
                 segment,
                 offset: record.offset,
+                version: record.version,
                 kind: record.kind,
                 sequence: record.sequence,
                 chain: record.chain,
@@ -776,7 +778,12 @@ fn read_chunks(
                 envelope: None,
             };
             if record.kind == RecordKind::Command {
-                let envelope = Envelope::decode(record.payload).map_err(|e| {
+                let encoding = if keel_journal::format::compact_commands(record.version) {
+                    keel_engine::Encoding::Compact
+                } else {
+                    keel_engine::Encoding::Fixed
+                };
+                let envelope = Envelope::decode_as(record.payload, encoding).map_err(|e| {
                     ReplayError::Decode { location: replayed.location(), reason: e.to_string() }
                 })?;
                 if envelope.sequence != record.sequence {
@@ -874,6 +881,7 @@ fn apply_chunk(
         let view = keel_journal::RecordRef {
             segment: &record.segment,
             offset: record.offset,
+            version: record.version,
             kind: record.kind,
             sequence: record.sequence,
             chain: record.chain,
