@@ -193,6 +193,25 @@ impl JournalWriter {
         Ok(self.durable)
     }
 
+    /// Like `wait`, but gives up after `timeout`, returning what is durable by then.
+    pub fn wait_for(
+        &mut self,
+        sequence: u64,
+        timeout: std::time::Duration,
+    ) -> Result<Durable, JournalError> {
+        self.check()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while self.durable.sequence < sequence && self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(report) => self.take(report)?,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.lost()),
+            }
+        }
+        Ok(self.durable)
+    }
+
     /// Blocks until every batch sent is durable.
     pub fn wait_all(&mut self) -> Result<Durable, JournalError> {
         self.check()?;
@@ -428,6 +447,27 @@ mod tests {
 
     /// A sequence out of order stops the writer; the failure is reported to every later call
     /// and nothing after the failed batch becomes durable.
+    /// `wait_for` returns by its deadline whatever is durable then, and with a long enough
+    /// deadline covers the sequence, as `wait` does.
+    #[test]
+    fn wait_for_gives_up_at_its_deadline_or_covers_the_sequence() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
+        for sequence in 1..=10 {
+            let mut batch = writer.batch();
+            batch.command(sequence, |out| out.push(sequence as u8));
+            writer.send(batch).expect("send");
+        }
+        let started = std::time::Instant::now();
+        let now = writer.wait_for(10, std::time::Duration::ZERO).expect("poll");
+        assert!(now.sequence <= 10 && started.elapsed() < std::time::Duration::from_secs(5));
+        let long = std::time::Duration::from_secs(60);
+        assert_eq!(writer.wait_for(10, long).expect("wait").sequence, 10);
+        // Nothing in flight: returns at once with what is durable.
+        assert_eq!(writer.wait_all().expect("all").sequence, 10);
+        assert_eq!(writer.wait_for(11, long).expect("idle").sequence, 10);
+    }
+
     #[test]
     fn a_failure_stops_the_writer_and_is_reported() {
         let dir = tempfile::tempdir().expect("dir");

@@ -60,6 +60,10 @@ pub enum Answer {
     Failed(String),
 }
 
+/// While batches are being made durable and nothing new is queued, the shard waits for the
+/// writer this long at most before looking at its queue again.
+const QUEUE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -79,8 +83,9 @@ struct Staged {
 /// The loop is a pipeline: take what is queued (up to `batch_commands_max` commands), apply it
 /// and hand it to the journal writer, then release every earlier batch the writer has made
 /// durable. It blocks on the queue only when nothing is in flight, and on the writer only when
-/// the queue is empty or `in_flight_max` batches are waiting; so while one batch syncs, the
-/// next is being applied.
+/// `in_flight_max` batches are waiting; with batches in flight and an empty queue it waits for
+/// the writer at most `QUEUE_POLL` before looking at the queue again. So while one batch syncs,
+/// the next is being applied, even when it arrives during the sync.
 pub(crate) fn run(
     mut store: TenantStore,
     mut queue: mpsc::Receiver<Request>,
@@ -117,7 +122,7 @@ pub(crate) fn run(
             }
             // Nothing new: wait for the oldest batch to become durable.
             None => match pending.front() {
-                Some(oldest) => store.wait_durable(oldest.sequence),
+                Some(oldest) => store.wait_durable_for(oldest.sequence, QUEUE_POLL),
                 None => continue,
             },
         };

@@ -374,6 +374,15 @@ impl TenantStore {
         Ok(self.writer.wait(sequence)?.sequence)
     }
 
+    /// Like `wait_durable`, but gives up after `timeout`; returns the durable sequence.
+    pub fn wait_durable_for(
+        &mut self,
+        sequence: u64,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<u64> {
+        Ok(self.writer.wait_for(sequence, timeout)?.sequence)
+    }
+
     /// Makes everything staged durable (its batch joins any the writer is syncing), then
     /// snapshots if one is due. Returns the durable sequence.
     pub fn commit(&mut self) -> anyhow::Result<u64> {
