@@ -427,16 +427,22 @@ mod tests {
         assert_eq!(state_hashes, [5, 15, 25, 35, 45], "signed and verified, in order");
     }
 
-    /// `wait(sequence)` returns once that sequence is durable, not before.
-    #[test]
-    fn wait_covers_the_sequence() {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
+    /// A writer with commands 1 to 10 sent, one batch each, up to 4 in flight.
+    fn ten_batches_sent(dir: &std::path::Path) -> JournalWriter {
+        let mut writer = JournalWriter::spawn(open(dir), key(), 4).expect("spawn");
         for sequence in 1..=10 {
             let mut batch = writer.batch();
             batch.command(sequence, |out| out.push(sequence as u8));
             writer.send(batch).expect("send");
         }
+        writer
+    }
+
+    /// `wait(sequence)` returns once that sequence is durable, not before.
+    #[test]
+    fn wait_covers_the_sequence() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = ten_batches_sent(dir.path());
         assert!(writer.wait(7).expect("wait").sequence >= 7);
         assert_eq!(writer.wait_all().expect("wait").sequence, 10);
         // An empty batch is not sent.
@@ -445,19 +451,12 @@ mod tests {
         assert_eq!(writer.in_flight(), 0);
     }
 
-    /// A sequence out of order stops the writer; the failure is reported to every later call
-    /// and nothing after the failed batch becomes durable.
     /// `wait_for` returns by its deadline whatever is durable then, and with a long enough
     /// deadline covers the sequence, as `wait` does.
     #[test]
     fn wait_for_gives_up_at_its_deadline_or_covers_the_sequence() {
         let dir = tempfile::tempdir().expect("dir");
-        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
-        for sequence in 1..=10 {
-            let mut batch = writer.batch();
-            batch.command(sequence, |out| out.push(sequence as u8));
-            writer.send(batch).expect("send");
-        }
+        let mut writer = ten_batches_sent(dir.path());
         let started = std::time::Instant::now();
         let now = writer.wait_for(10, std::time::Duration::ZERO).expect("poll");
         assert!(now.sequence <= 10 && started.elapsed() < std::time::Duration::from_secs(5));
@@ -468,6 +467,8 @@ mod tests {
         assert_eq!(writer.wait_for(11, long).expect("idle").sequence, 10);
     }
 
+    /// A sequence out of order stops the writer; the failure is reported to every later call
+    /// and nothing after the failed batch becomes durable.
     #[test]
     fn a_failure_stops_the_writer_and_is_reported() {
         let dir = tempfile::tempdir().expect("dir");
