@@ -90,12 +90,13 @@ struct Helper {
 }
 
 impl Drop for Journal {
-    /// Stops a helper still writing the next segment's file (it checks between syncs, so this
-    /// waits at most one `PREPARE_SYNC_BYTES` write) and removes the file: a closed journal
-    /// leaves nothing behind but its segments.
+    /// Stops a helper still writing the next segment's file (woken from its pause, it checks
+    /// between steps, so this waits at most one `PREPARE_SYNC_BYTES` write and sync) and
+    /// removes the file: a closed journal leaves nothing behind but its segments.
     fn drop(&mut self) {
         if let Some(helper) = self.prepared.take() {
             helper.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            helper.thread.thread().unpark();
             let _ = helper.thread.join();
             let _ = std::fs::remove_file(self.dir.join(PREPARED_NAME));
         }
@@ -525,7 +526,8 @@ fn write_zeros(
         file.write_all(&zeros[..chunk])?;
         let started = std::time::Instant::now();
         file.sync_data()?;
-        std::thread::sleep(started.elapsed() * PREPARE_PAUSE_FACTOR);
+        // Parked rather than asleep, so that a closing journal can wake it (`Drop`).
+        std::thread::park_timeout(started.elapsed() * PREPARE_PAUSE_FACTOR);
         left -= chunk as u64;
     }
     file.sync_all()
