@@ -345,8 +345,6 @@ fn verify_state_hash(
     verify_signature(trusted, &checkpoint, &message)
 }
 
-/// True when a well-formed record header starts anywhere at or after `from`: then a damaged
-/// header before it is corruption in the middle of the journal, not a torn tail.
 /// The unit in which a crash can leave a write half done: each page of a write either reached
 /// the disk or did not, in any order.
 const PAGE_BYTES: usize = 4096;
@@ -369,6 +367,8 @@ fn lost_page(bytes: &[u8], from: usize, to: usize) -> bool {
     false
 }
 
+/// True when a well-formed record header starts anywhere at or after `from`: then a damaged
+/// header before it is corruption in the middle of the journal, not a torn tail.
 fn any_record_after(bytes: &[u8], from: usize) -> bool {
     let magic = crate::format::RECORD_MAGIC;
     let mut at = from;
