@@ -105,47 +105,34 @@ impl TenantMetrics {
 
     /// One group commit's write + `sync_data`, as the journal writer timed it.
     pub fn record_sync(&self, micros: u64) {
-        let bucket =
-            SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
-        self.sync_us_buckets[bucket].fetch_add(1, Relaxed);
-        self.sync_us_sum.fetch_add(micros, Relaxed);
+        observe(&SYNC_BUCKETS_US, &self.sync_us_buckets, &self.sync_us_sum, micros);
     }
 
     /// The shard's stall to take an engine image for a state pass.
     pub fn record_image(&self, micros: u64) {
-        let bucket =
-            SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
-        self.image_us_buckets[bucket].fetch_add(1, Relaxed);
-        self.image_us_sum.fetch_add(micros, Relaxed);
+        observe(&SYNC_BUCKETS_US, &self.image_us_buckets, &self.image_us_sum, micros);
     }
 
     /// A background state pass (hash, and snapshot when one was due), start to finish.
     pub fn record_pass(&self, micros: u64) {
-        let bucket =
-            PASS_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(PASS_BUCKETS_US.len());
-        self.pass_us_buckets[bucket].fetch_add(1, Relaxed);
-        self.pass_us_sum.fetch_add(micros, Relaxed);
+        observe(&PASS_BUCKETS_US, &self.pass_us_buckets, &self.pass_us_sum, micros);
     }
 
     pub fn record_commit(&self, commands: u64, micros: u64) {
         self.commits.fetch_add(1, Relaxed);
-        let bucket =
-            COMMIT_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(COMMIT_BUCKETS_US.len());
-        self.commit_us_buckets[bucket].fetch_add(1, Relaxed);
-        self.commit_us_sum.fetch_add(micros, Relaxed);
-        let bucket =
-            BATCH_BUCKETS.iter().position(|b| commands <= *b).unwrap_or(BATCH_BUCKETS.len());
-        self.batch_buckets[bucket].fetch_add(1, Relaxed);
-        self.batch_sum.fetch_add(commands, Relaxed);
+        observe(&COMMIT_BUCKETS_US, &self.commit_us_buckets, &self.commit_us_sum, micros);
+        observe(&BATCH_BUCKETS, &self.batch_buckets, &self.batch_sum, commands);
     }
 
     /// A client batch's time in the server: from its frame decoded to its acknowledgement
     /// written to the socket (queue, shard, journal and session included).
     pub fn record_batch_latency(&self, micros: u64) {
-        let bucket =
-            SYNC_BUCKETS_US.iter().position(|b| micros <= *b).unwrap_or(SYNC_BUCKETS_US.len());
-        self.batch_latency_us_buckets[bucket].fetch_add(1, Relaxed);
-        self.batch_latency_us_sum.fetch_add(micros, Relaxed);
+        observe(
+            &SYNC_BUCKETS_US,
+            &self.batch_latency_us_buckets,
+            &self.batch_latency_us_sum,
+            micros,
+        );
     }
 
     /// Client batches from decoded to acknowledged (`keel_batch_latency_seconds`).
@@ -238,6 +225,14 @@ impl TenantMetrics {
             0,
         );
     }
+}
+
+/// Counts `value` in the first bucket whose upper bound holds it (the last bucket when it is
+/// above every bound) and adds it to the histogram's sum.
+fn observe(bounds: &[u64], buckets: &[AtomicU64], sum: &AtomicU64, value: u64) {
+    let bucket = bounds.iter().position(|bound| value <= *bound).unwrap_or(bounds.len());
+    buckets[bucket].fetch_add(1, Relaxed);
+    sum.fetch_add(value, Relaxed);
 }
 
 /// `value / 10^decimals` written exactly (bucket bounds are integers in a smaller unit).
