@@ -97,6 +97,12 @@ fn live_futures() -> Vec<(keel_domain::InstrumentId, Price)> {
 
 const ACCOUNTS: [&str; 5] = ["ACME-01", "ACME-02", "BRAVO-01", "CAPITAL-01", "HOUSE"];
 
+/// Most live trades one lane keeps as targets for amends and cancels (33 bytes each). The list
+/// is allocated once: growing it copied it on the pacer's thread (8 MB at a million trades, on a
+/// heap that `realloc` cannot remap), a 25 ms stall in the load generator that every batch
+/// behind it was charged for (docs/benchmarks.md, fifth session).
+const LIVE_MAX: usize = 1 << 18;
+
 /// What one lane needs to make batches: parsed once, so that generating load costs little of
 /// the CPU it shares with the server.
 #[derive(Debug)]
@@ -104,7 +110,7 @@ struct Generator {
     connection: usize,
     next: u64,
     new_percent: u32,
-    /// Trades that can still be amended or cancelled.
+    /// Trades that can still be amended or cancelled: at most `LIVE_MAX`, allocated up front.
     live: Vec<keel_domain::ReportId>,
     accounts: Vec<keel_domain::AccountId>,
     firm: keel_domain::FirmId,
@@ -124,7 +130,7 @@ impl Generator {
             connection,
             next: 0,
             new_percent,
-            live: Vec::new(),
+            live: Vec::with_capacity(LIVE_MAX),
             accounts: ACCOUNTS.iter().map(|a| parse(a)).collect(),
             firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
             today: crate::serve::today(),
@@ -166,7 +172,12 @@ impl Generator {
         let roll = (n.wrapping_mul(2_654_435_761) % 100) as u32;
         let live = &mut self.live;
         let action = if roll < self.new_percent || live.len() < 16 {
-            live.push(report_id);
+            if live.len() < LIVE_MAX {
+                live.push(report_id);
+            } else {
+                // Full: the new trade takes a random one's place; that one is never touched again.
+                live[(n as usize * 13) % LIVE_MAX] = report_id;
+            }
             TradeAction::New(details)
         } else if roll < self.new_percent + (100 - self.new_percent) / 2 {
             TradeAction::Amend { target: live[(n as usize * 31) % live.len()], details }
