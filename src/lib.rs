@@ -19,3 +19,16 @@ pub mod load;
 pub mod send;
 pub mod serve;
 pub mod tradefile;
+
+/// The async runtime of `keel serve` and `keel load`. Its workers carry sessions, so they run in
+/// the latency path's scheduling class (`keel_sched`; real-time when `realtime_priority` is
+/// configured). They take it on their first unpark, because tokio calls its start hook on the
+/// blocking pool's threads too: those run long jobs (rebuilds, shutdown) and start in the normal
+/// class, even when the worker that spawned them is real-time.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| keel_sched::enter(keel_sched::Role::Helper))
+        .on_thread_unpark(|| keel_sched::enter_once(keel_sched::Role::Latency))
+        .build()
+}

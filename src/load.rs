@@ -387,6 +387,8 @@ impl Pacer {
         runtime: &tokio::runtime::Handle,
         deadline: Instant,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        // The schedule is the measurement's clock: this thread is on the latency path.
+        keel_sched::enter(keel_sched::Role::Latency);
         let outstanding = Arc::new(tokio::sync::Semaphore::new(
             OPEN_LOOP_OUTSTANDING_MAX * self.lanes.len().max(1),
         ));
@@ -418,6 +420,8 @@ impl Pacer {
                 drop(permit);
             }));
         }
+        // This blocking-pool thread goes back to the pool, and to the normal class.
+        keel_sched::enter(keel_sched::Role::Helper);
         tasks
     }
 }

@@ -356,7 +356,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 new_percent,
                 progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            let runtime = tokio::runtime::Runtime::new()?;
+            // The in-process server's settings come from `KEEL_*` variables, as in load::run.
+            let settings = keel_server::ServerConfig::default().with_env(std::env::vars())?;
+            keel_sched::configure(settings.realtime_priority)?;
+            let runtime = keel::runtime()?;
             let report = runtime.block_on(keel::load::run(options))?;
             let percentile = |p| report.percentile_us(p);
             let (p50, p99, p999, max) =
@@ -418,7 +421,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Serve { config } => {
             init_logging();
             let config = keel_server::ServerConfig::load(&config, std::env::vars())?;
-            let runtime = tokio::runtime::Runtime::new()?;
+            keel_sched::configure(config.realtime_priority)?;
+            if let Some(priority) = config.realtime_priority {
+                tracing::info!(priority, "latency path in the real-time class SCHED_FIFO");
+            }
+            let runtime = keel::runtime()?;
             runtime.block_on(keel::serve::serve(
                 config,
                 keel::defaults::INSTRUMENTS_CSV,

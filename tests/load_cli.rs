@@ -47,3 +47,71 @@ fn closed_and_open_loop_runs_report_rates_and_percentiles() {
         );
     }
 }
+
+/// `KEEL_REALTIME_PRIORITY` puts the latency path in `SCHED_FIFO`: read back from
+/// `/proc/PID/task/TID/stat` (fields 40 and 41: real-time priority and policy) while a load
+/// runs. Where the kernel refuses the class (no CAP_SYS_NICE), the run must fail up front with
+/// an error that says so; an out-of-range priority is refused before the kernel is asked.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_realtime_priority_puts_the_latency_path_in_sched_fifo() {
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let load = ["load", "--seconds", "3", "--connections", "2", "--batch", "50", "--rate", "5000"];
+    let out_of_range =
+        Command::new(keel).args(load).env("KEEL_REALTIME_PRIORITY", "0").output().unwrap();
+    assert!(!out_of_range.status.success());
+    assert!(String::from_utf8_lossy(&out_of_range.stderr).contains("out of range"));
+
+    let child = Command::new(keel)
+        .args(load)
+        .env("KEEL_REALTIME_PRIORITY", "5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let task_dir = format!("/proc/{}/task", child.id());
+    // (thread name, policy, real-time priority) for every thread, once the load is running.
+    let mut seen: Vec<(String, u32, u32)> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(tasks) = std::fs::read_dir(&task_dir) else { break };
+        seen = tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // The name is in parentheses and may hold spaces: fields count from after it.
+                let (head, tail) = stat.rsplit_once(") ")?;
+                let name = head.split_once(" (")?.1.to_owned();
+                let fields: Vec<&str> = tail.split(' ').collect();
+                Some((name, fields.get(38)?.parse().ok()?, fields.get(37)?.parse().ok()?))
+            })
+            .collect();
+        let running = |prefix: &str| seen.iter().any(|(name, _, _)| name.starts_with(prefix));
+        if running("shard-") && running("journal-") {
+            break;
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("CAP_SYS_NICE"), "an unexplained failure: {stderr}");
+        eprintln!("the real-time class is not granted here: {stderr}");
+        return;
+    }
+    const SCHED_FIFO: u32 = 1;
+    let class = |prefix: &str| -> Vec<(u32, u32)> {
+        seen.iter()
+            .filter(|(name, _, _)| name.starts_with(prefix))
+            .map(|&(_, policy, priority)| (policy, priority))
+            .collect()
+    };
+    for prefix in ["shard-", "journal-"] {
+        let threads = class(prefix);
+        assert!(!threads.is_empty(), "no {prefix} thread seen: {seen:?}");
+        assert!(threads.iter().all(|&c| c == (SCHED_FIFO, 5)), "{prefix}: {seen:?}");
+    }
+    assert!(class("tokio-rt").contains(&(SCHED_FIFO, 5)), "no real-time worker: {seen:?}");
+    for prefix in ["segment-", "state-pass"] {
+        assert!(class(prefix).iter().all(|&(policy, _)| policy != SCHED_FIFO), "{seen:?}");
+    }
+}

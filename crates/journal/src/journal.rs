@@ -385,9 +385,12 @@ impl Journal {
         let bytes = self.options.segment_bytes_max;
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("segment-{}", self.tenant))
-            .spawn(move || write_zeros(&path, bytes, &stop));
+        let spawned =
+            std::thread::Builder::new().name(format!("segment-{}", self.tenant)).spawn(move || {
+                // Not ahead of the latency path, whose writer thread starts this one.
+                keel_sched::enter(keel_sched::Role::Helper);
+                write_zeros(&path, bytes, &stop)
+            });
         match spawned {
             Ok(thread) => self.prepared = Some(Helper { thread, cancel }),
             // No thread to spare: the next segment grows by appends, as the first one does.

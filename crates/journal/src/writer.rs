@@ -131,7 +131,10 @@ impl JournalWriter {
         let name = format!("journal-{}", journal.tenant());
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || write_loop(journal, &key, &queue, &report))
+            .spawn(move || {
+                keel_sched::enter(keel_sched::Role::Latency);
+                write_loop(journal, &key, &queue, &report)
+            })
             .map_err(|source| JournalError::Io { path: "journal writer thread".into(), source })?;
         Ok(Self {
             work: Some(work),

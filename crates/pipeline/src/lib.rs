@@ -81,9 +81,11 @@ impl Pipeline {
         let metrics = Arc::new(TenantMetrics::default());
         metrics.set_last_sequence(store.engine().last_sequence());
         let handle = TenantHandle { tenant, sender, metrics: metrics.clone() };
-        let thread = std::thread::Builder::new()
-            .name(format!("shard-{tenant}"))
-            .spawn(move || shard::run(store, receiver, metrics, shard_options))?;
+        let thread =
+            std::thread::Builder::new().name(format!("shard-{tenant}")).spawn(move || {
+                keel_sched::enter(keel_sched::Role::Latency);
+                shard::run(store, receiver, metrics, shard_options)
+            })?;
         self.tenants.write().insert(tenant, handle);
         self.threads.lock().push(thread);
         Ok(recovery)

@@ -420,7 +420,8 @@ impl TenantStore {
         }
         let dir = self.snapshot_dir.clone();
         let spawned = std::thread::Builder::new().name("state-pass".into()).spawn(move || {
-            background_priority();
+            // SCHED_IDLE: a waking session, shard or journal thread takes the core at once.
+            keel_sched::enter(keel_sched::Role::Background);
             let started = std::time::Instant::now();
             let hash = anchor
                 .and_then(|chain| write_snapshot(&image, &dir, &chain))
@@ -574,30 +575,6 @@ impl<W: std::io::Write> std::io::Write for Yielding<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// Moves the calling thread to the idle scheduling class (`SCHED_IDLE`): background passes must
-/// not take a core from the shard, the journal writer or the sessions on a small machine. Under
-/// nice 19 the scheduler still let a pass run out its slice (5 ms seen) while a session thread
-/// waited on the same core; an idle-class thread is preempted by any normal thread that wakes.
-/// Best effort: a failure leaves the thread at normal priority.
-fn background_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-            ThreadSchedulePolicy,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        let set = set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            idle,
-        );
-        if let Err(error) = set {
-            tracing::debug!(?error, "could not move the background thread to the idle class");
-        }
     }
 }
 

@@ -35,6 +35,12 @@ pub struct ServerConfig {
     /// it fills).
     pub reserve_trades: usize,
     pub reserve_positions: usize,
+    /// Runs the latency path (runtime workers, shards, journal writers) in the real-time class
+    /// `SCHED_FIFO` at this priority (1 to 99), so that a woken thread takes its core at once
+    /// instead of waiting up to a scheduler tick. Needs `CAP_SYS_NICE` or root; the server
+    /// refuses to start when it cannot have it. None (the default): the normal class.
+    /// docs/operations.md, "Real-time scheduling".
+    pub realtime_priority: Option<u8>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +59,7 @@ impl Default for ServerConfig {
             snapshot_interval: 1_000_000,
             reserve_trades: 1_000_000,
             reserve_positions: 250_000,
+            realtime_priority: None,
         }
     }
 }
@@ -105,6 +112,9 @@ impl ServerConfig {
             "snapshot_interval" => self.snapshot_interval = value.parse()?,
             "reserve_trades" => self.reserve_trades = value.parse()?,
             "reserve_positions" => self.reserve_positions = value.parse()?,
+            "realtime_priority" => {
+                self.realtime_priority = if value.is_empty() { None } else { Some(value.parse()?) }
+            }
             // Variables for other tools (KEEL_LOG, ...) are not the server's.
             _ => {}
         }
@@ -130,6 +140,12 @@ mod tests {
         assert_eq!(config.listen.port(), 7100);
         assert_eq!(config.connections_max, 9);
         assert_eq!(config.frame_bytes_max, keel_wire::FRAME_BYTES_MAX);
+        assert_eq!(config.realtime_priority, None, "the normal class unless asked");
+        std::fs::write(&file, "realtime_priority = 20\n").unwrap();
+        let config = ServerConfig::load(&file, std::iter::empty()).unwrap();
+        assert_eq!(config.realtime_priority, Some(20));
+        let unset = [("KEEL_REALTIME_PRIORITY".to_owned(), String::new())];
+        assert_eq!(ServerConfig::load(&file, unset.into_iter()).unwrap().realtime_priority, None);
         std::fs::write(&file, "listen = 7\n").unwrap();
         assert!(ServerConfig::load(&file, std::iter::empty()).is_err());
         std::fs::write(&file, "no_such_key = 1\n").unwrap();

@@ -1,0 +1,273 @@
+//! The scheduling class each of keel's threads runs in.
+//!
+//! An acknowledgement crosses four threads: the session's runtime worker, the tenant's shard,
+//! its journal writer, the shard again and the session again. Each hand-off wakes a thread. On a
+//! small machine under the normal (fair) scheduler a woken thread often waits for whatever runs
+//! on its core to use up its slice, which the kernel checks only at its timer tick (4 ms at
+//! HZ=250): those waits were most of the open loop's p99 (docs/benchmarks.md). A thread in the
+//! real-time class `SCHED_FIFO` instead preempts any normal thread the moment it wakes.
+//!
+//! So the process picks, once at start ([`configure`]), whether the latency path runs real-time,
+//! and every thread says at its start which [`Role`] it has ([`enter`]):
+//!
+//! - [`Role::Latency`]: runtime workers (on their first unpark, so that the runtime's blocking
+//!   threads, which would not yield a core to a shard of the same priority, stay normal),
+//!   shards, journal writers. `SCHED_FIFO` at the configured
+//!   priority, or left as they are when none is configured (the default).
+//! - [`Role::Helper`]: work that must finish in good time but not ahead of the latency path
+//!   (preparing the next journal segment). Always the normal class: a helper started by a
+//!   real-time thread would otherwise inherit its class.
+//! - [`Role::Background`]: state hashes and snapshots. `SCHED_IDLE`, so that any thread that
+//!   wakes takes their core at once.
+//!
+//! None of these threads spins: each blocks on a queue, a condition or the disk, so a real-time
+//! class cannot starve the machine, and the kernel's real-time throttling
+//! (`/proc/sys/kernel/sched_rt_runtime_us`, 95% by default) keeps a share for everyone else even
+//! if one did. A real-time class needs `CAP_SYS_NICE` (or root, or an `RLIMIT_RTPRIO` at least
+//! the priority): [`configure`] checks that it can be had and says so when it cannot.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// What a thread does, which decides its scheduling class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// On the path of an acknowledgement: network, shard, journal writer.
+    Latency,
+    /// Ahead-of-time work that should not compete with the latency path (segment preparation).
+    Helper,
+    /// Long passes that may take whatever CPU is left (state hashes, snapshots).
+    Background,
+}
+
+/// The highest real-time priority on Linux; 1 is the lowest.
+pub const PRIORITY_MAX: u8 = 99;
+
+/// Why the real-time class cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchedError {
+    #[error("real-time priority {0} is out of range: it must be 1 to {PRIORITY_MAX}")]
+    OutOfRange(u8),
+    #[error(
+        "real-time priority {priority} was refused by the operating system ({reason}): it needs \
+         CAP_SYS_NICE, root, or an RLIMIT_RTPRIO of at least {priority} (ulimit -r); or leave \
+         realtime_priority unset"
+    )]
+    Refused { priority: u8, reason: String },
+    #[error("real-time scheduling is only supported on Linux")]
+    Unsupported,
+}
+
+/// 0: no real-time class (the default); otherwise the `SCHED_FIFO` priority of `Role::Latency`.
+static REALTIME_PRIORITY: AtomicU8 = AtomicU8::new(0);
+
+/// Sets, for the whole process, whether `Role::Latency` threads run in `SCHED_FIFO` at
+/// `priority` (`None`: they stay in the normal class). With a priority, first checks on a
+/// short-lived thread that the operating system grants it, so that a server asked to run
+/// real-time refuses to start rather than silently running without it. Threads already
+/// running keep their class until they call [`enter`].
+pub fn configure(priority: Option<u8>) -> Result<(), SchedError> {
+    let Some(priority) = priority else {
+        REALTIME_PRIORITY.store(0, Ordering::Relaxed);
+        return Ok(());
+    };
+    if !(1..=PRIORITY_MAX).contains(&priority) {
+        return Err(SchedError::OutOfRange(priority));
+    }
+    std::thread::Builder::new()
+        .name("sched-probe".into())
+        .spawn(move || os::set_fifo(priority))
+        .map_err(|e| SchedError::Refused { priority, reason: e.to_string() })?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(SchedError::Refused { priority, reason: "probe panicked".into() })
+        })?;
+    REALTIME_PRIORITY.store(priority, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The configured real-time priority of the latency path, if any.
+pub fn realtime_priority() -> Option<u8> {
+    match REALTIME_PRIORITY.load(Ordering::Relaxed) {
+        0 => None,
+        priority => Some(priority),
+    }
+}
+
+/// Puts the calling thread in its role's class. Best effort past [`configure`]: a failure (a
+/// limit lowered since) is logged and leaves the thread as it was.
+pub fn enter(role: Role) {
+    let result = match (role, realtime_priority()) {
+        (Role::Latency, Some(priority)) => os::set_fifo(priority),
+        (Role::Latency, None) => Ok(()),
+        (Role::Helper, _) => os::leave_realtime(),
+        (Role::Background, _) => os::set_idle(),
+    };
+    if let Err(error) = result {
+        tracing::debug!(?role, %error, "could not set the thread's scheduling class");
+    }
+}
+
+/// [`enter`], the first time this thread asks: for hooks that run often, such as a runtime
+/// worker's unpark (a thread-local check after that).
+pub fn enter_once(role: Role) {
+    thread_local! {
+        static ENTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if !ENTERED.replace(true) {
+        enter(role);
+    }
+}
+
+/// The calling thread's class, as the kernel reports it: for tests and diagnostics.
+pub fn current_class() -> Class {
+    os::current()
+}
+
+/// A thread's scheduling class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// `SCHED_FIFO` at this priority.
+    Fifo(u8),
+    /// `SCHED_OTHER` (or `SCHED_BATCH`): the fair scheduler.
+    Normal,
+    /// `SCHED_IDLE`.
+    Idle,
+    /// Anything else (`SCHED_RR`, `SCHED_DEADLINE`), or not known on this platform.
+    Other,
+}
+
+#[cfg(target_os = "linux")]
+mod os {
+    use super::{Class, SchedError};
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        thread_schedule_policy_param, NormalThreadSchedulePolicy, RealtimeThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityOsValue, ThreadPriorityValue};
+
+    pub(super) fn set_fifo(priority: u8) -> Result<(), SchedError> {
+        let refused = |reason: String| SchedError::Refused { priority, reason };
+        let value = ThreadPriorityValue::try_from(priority).map_err(refused)?;
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Crossplatform(value),
+            ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+        )
+        .map_err(|e| refused(os_reason(e)))
+    }
+
+    /// Back to the normal class at nice 0, if the thread is real-time (inherited).
+    pub(super) fn leave_realtime() -> Result<(), SchedError> {
+        if !matches!(thread_schedule_policy(), Ok(ThreadSchedulePolicy::Realtime(_))) {
+            return Ok(());
+        }
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Os(ThreadPriorityOsValue::default()),
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+        )
+        .map_err(|e| SchedError::Refused { priority: 0, reason: os_reason(e) })
+    }
+
+    pub(super) fn set_idle() -> Result<(), SchedError> {
+        set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        )
+        .map_err(|e| SchedError::Refused { priority: 0, reason: os_reason(e) })
+    }
+
+    pub(super) fn current() -> Class {
+        match thread_schedule_policy_param(thread_native_id()) {
+            Ok((ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo), params)) => {
+                Class::Fifo(u8::try_from(params.sched_priority).unwrap_or(0))
+            }
+            Ok((ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle), _)) => Class::Idle,
+            Ok((ThreadSchedulePolicy::Normal(_), _)) => Class::Normal,
+            _ => Class::Other,
+        }
+    }
+
+    fn os_reason(error: thread_priority::Error) -> String {
+        match error {
+            thread_priority::Error::OS(code) => std::io::Error::from_raw_os_error(code).to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod os {
+    use super::{Class, SchedError};
+
+    pub(super) fn set_fifo(_priority: u8) -> Result<(), SchedError> {
+        Err(SchedError::Unsupported)
+    }
+
+    pub(super) fn leave_realtime() -> Result<(), SchedError> {
+        Ok(())
+    }
+
+    pub(super) fn set_idle() -> Result<(), SchedError> {
+        Ok(())
+    }
+
+    pub(super) fn current() -> Class {
+        Class::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_out_of_range_are_refused_before_the_kernel_is_asked() {
+        for priority in [0, 100, 255] {
+            assert_eq!(configure(Some(priority)), Err(SchedError::OutOfRange(priority)));
+            assert_eq!(realtime_priority(), None, "a refused priority is not kept");
+        }
+    }
+
+    /// Background threads leave the fair class for the idle one; helpers started by a
+    /// real-time thread leave the real-time class. Runs on fresh threads, so the test thread
+    /// keeps its class. The real-time half runs only where the kernel grants it (root in CI).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn each_role_gets_its_class() {
+        let on_thread = |f: fn() -> Class| std::thread::spawn(f).join().expect("thread");
+        assert_eq!(
+            on_thread(|| {
+                enter(Role::Background);
+                current_class()
+            }),
+            Class::Idle
+        );
+        assert_eq!(
+            on_thread(|| {
+                enter(Role::Helper);
+                current_class()
+            }),
+            Class::Normal,
+            "a helper in the normal class stays there"
+        );
+        let granted = std::thread::spawn(|| os::set_fifo(3).is_ok()).join().expect("probe");
+        if !granted {
+            eprintln!("real-time class not granted here: skipping the real-time half");
+            return;
+        }
+        assert_eq!(
+            on_thread(|| {
+                let _ = os::set_fifo(7);
+                let fifo = current_class();
+                enter(Role::Helper);
+                assert_eq!(fifo, Class::Fifo(7));
+                current_class()
+            }),
+            Class::Normal,
+            "a helper that inherited the real-time class gives it up"
+        );
+    }
+}
