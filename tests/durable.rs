@@ -472,3 +472,54 @@ fn a_version_3_journal_of_fixed_width_commands_still_replays() {
     assert!(text.contains("open business date") && text.contains("new "), "{text}");
     assert!(!text.contains("does not decode"), "{text}");
 }
+
+/// Past 86,016 report ids the report index's next size is built on a helper thread and
+/// installed while trades keep coming; every report id, from before, during and after the
+/// build, is still found (a resubmission is a duplicate), and the state reopens to its hash.
+#[test]
+fn the_report_index_is_built_off_the_shard_and_every_report_id_still_dedupes() {
+    use keel_domain::TradeAction;
+    use keel_engine::{Command as EngineCommand, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let template = keel::tradefile::parse_trade_file(trades())
+        .unwrap()
+        .into_iter()
+        .find_map(|row| match row.command {
+            Ok(EngineCommand::Trade(report)) if matches!(report.action, TradeAction::New(_)) => {
+                Some(report)
+            }
+            _ => None,
+        })
+        .unwrap();
+    let trade = |n: u64| {
+        let mut report = template.clone();
+        report.report_id = format!("IDX-{n}").parse().unwrap();
+        EngineCommand::Trade(report)
+    };
+    let (mut store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    let mut n = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.indexes_installed() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no index built by {n} trades");
+        for _ in 0..500 {
+            assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+            n += 1;
+        }
+        store.flush().unwrap();
+    }
+    // And on, while the records accepted during the build move across.
+    for _ in 0..5_000 {
+        assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+        n += 1;
+    }
+    for probe in (0..n).step_by(997).chain([n - 1]) {
+        let outcome = store.stage(trade(probe), 0).unwrap();
+        assert!(matches!(outcome, Outcome::Duplicate { .. }), "IDX-{probe}: {outcome:?}");
+    }
+    let engine = store.close().unwrap();
+    let expected = engine.state_hash();
+    let (store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), expected);
+}

@@ -71,6 +71,18 @@ impl Engine {
         self.positions.reserve(positions);
     }
 
+    /// The report index's next size, to build on another thread (`IndexJob::build`) and hand
+    /// back with `install_index`: the shard then never spends a doubling's worth of moves.
+    /// The engine works the same whether or not anyone runs the job (replay does not).
+    pub fn index_job(&mut self) -> Option<keel_trade_capture::IndexJob> {
+        self.capture.index_job()
+    }
+
+    /// Installs a built report index; false if it was overtaken by an in-line growth.
+    pub fn install_index(&mut self, built: keel_trade_capture::BuiltIndex) -> bool {
+        self.capture.install_index(built)
+    }
+
     pub fn new(tenant: TenantId) -> Self {
         Self::from_parts(
             tenant,

@@ -146,6 +146,11 @@ pub struct TenantStore {
     pass: Option<StatePass>,
     /// Image and pass durations not yet taken by `take_pass_timings`.
     pass_timings: Vec<PassTiming>,
+    /// The report index's next size being built on a helper thread (`Engine::index_job`), with
+    /// how long the build took in microseconds.
+    index_build: Option<std::thread::JoinHandle<(keel_trade_capture::BuiltIndex, u64)>>,
+    /// Indexes built that way and installed.
+    indexes_installed: u64,
 }
 
 /// How long a state pass's parts took, in microseconds (for metrics).
@@ -266,6 +271,8 @@ impl TenantStore {
             snapshot_gap: 0,
             pass: None,
             pass_timings: Vec::new(),
+            index_build: None,
+            indexes_installed: 0,
         };
         // A reopened tenant spaces them by its size already.
         store.state_hash_gap = store.stretched(store.options.state_hash_interval);
@@ -323,6 +330,7 @@ impl TenantStore {
         if self.pass.as_ref().is_some_and(|pass| pass.thread.is_finished()) {
             self.finish_pass();
         }
+        self.tend_index();
         self.send_staged()?;
         let hash_due = self.since_state_hash > 0 && self.since_state_hash >= self.state_hash_gap;
         let snapshot_due =
@@ -332,6 +340,46 @@ impl TenantStore {
             self.start_pass(snapshot_due)?;
         }
         Ok(self.engine.last_sequence())
+    }
+
+    /// Builds the report index's next size on a helper thread when the engine offers the job,
+    /// and installs it once built, so the shard does not move a doubling's worth of entries
+    /// itself. If no thread can be had, the index grows in line when it fills, as in replay.
+    fn tend_index(&mut self) {
+        let tenant = self.engine.tenant();
+        match &self.index_build {
+            Some(build) if build.is_finished() => {
+                let Some(build) = self.index_build.take() else { return };
+                match build.join() {
+                    Ok((built, micros)) => {
+                        let installed = self.engine.install_index(built);
+                        self.indexes_installed += u64::from(installed);
+                        tracing::info!(%tenant, micros, installed, "report index built off the shard");
+                    }
+                    Err(_) => tracing::error!(%tenant, "the report index build panicked"),
+                }
+            }
+            Some(_) => {}
+            None => {
+                let Some(job) = self.engine.index_job() else { return };
+                let spawned =
+                    std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
+                        keel_sched::enter(keel_sched::Role::Helper);
+                        let started = std::time::Instant::now();
+                        let built = job.build();
+                        (built, started.elapsed().as_micros() as u64)
+                    });
+                match spawned {
+                    Ok(thread) => self.index_build = Some(thread),
+                    Err(error) => tracing::debug!(%tenant, %error, "no thread for the index build"),
+                }
+            }
+        }
+    }
+
+    /// Report indexes built on a helper thread and installed since the store opened.
+    pub fn indexes_installed(&self) -> u64 {
+        self.indexes_installed
     }
 
     /// `interval`, or the tenant's size in trades now if that is larger: the gap to the next

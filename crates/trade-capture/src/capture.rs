@@ -84,6 +84,16 @@ impl Capture {
         self.reports.reserve(trades.saturating_sub(self.reports.len()));
     }
 
+    /// A job building the report index's next size off this thread (`ReportTable::index_job`).
+    pub fn index_job(&mut self) -> Option<crate::reports::IndexJob> {
+        self.reports.index_job()
+    }
+
+    /// Installs what an `index_job` built; false if it was overtaken (and dropped).
+    pub fn install_index(&mut self, built: crate::reports::BuiltIndex) -> bool {
+        self.reports.install_index(built)
+    }
+
     pub fn reference(&self) -> &Reference {
         &self.reference
     }

@@ -14,6 +14,15 @@
 //! order (cheap), and lookups try the new index and then the old one until every record has
 //! moved. Redis's dictionaries grow the same way. The total work is the same; the pause is
 //! gone.
+//!
+//! The work itself can leave the shard's thread too. Once a large index is three quarters full,
+//! [`ReportTable::index_job`] hands out the records so far (shared, not copied) and the next
+//! capacity; whoever runs the job ([`IndexJob::build`], on any thread) returns an index of those
+//! records, and [`ReportTable::install_index`] puts it in place as a growth that has already
+//! moved them: only the records accepted while it was built move per insert. An incremental
+//! growth during a whole doubling took about twice the shard's time per new trade, for seconds
+//! (a 20 to 70 ms tail in `keel load`, docs/benchmarks.md). If the index fills before a job
+//! comes back, it grows in line as before and the job's index is dropped on arrival.
 
 use std::hash::BuildHasher;
 
@@ -47,6 +56,41 @@ pub struct ReportTable {
     /// holds that have not moved yet.
     #[serde(skip)]
     growing: Option<Growing>,
+    /// Bumped whenever the index is replaced: an index built for an earlier one is stale.
+    #[serde(skip)]
+    generation: u64,
+    /// A job for this generation is out.
+    #[serde(skip)]
+    job_out: bool,
+}
+
+/// A report index to build away from the table: see [`ReportTable::index_job`].
+#[derive(Debug)]
+pub struct IndexJob {
+    records: CowVec<ReportRecord>,
+    capacity: usize,
+    generation: u64,
+}
+
+/// What an [`IndexJob`] built, for [`ReportTable::install_index`].
+#[derive(Debug)]
+pub struct BuiltIndex {
+    index: HashTable<u32>,
+    /// It holds records `[0, end)`.
+    end: usize,
+    generation: u64,
+}
+
+impl IndexJob {
+    /// Indexes the job's records into a table of the job's capacity. Pure CPU, no shared state.
+    pub fn build(self) -> BuiltIndex {
+        let records = &self.records;
+        let mut index = HashTable::with_capacity(self.capacity);
+        for (at, record) in records.iter().enumerate() {
+            index.insert_unique(hash(&record.id), at as u32, |&other| hash_at(records, other));
+        }
+        BuiltIndex { index, end: records.len(), generation: self.generation }
+    }
 }
 
 /// An index being replaced by one twice its capacity.
@@ -63,6 +107,9 @@ struct Growing {
 /// moving before the new index (twice the capacity) fills up; 4 finishes in a quarter of the
 /// time and costs two arena reads more per insert.
 const GROW_STEP: usize = 4;
+
+/// Indexes smaller than this grow in line only: building them takes less than a thread's start.
+const JOB_CAPACITY_MIN: usize = if cfg!(test) { 64 } else { 1 << 16 };
 
 fn hash(id: &ReportId) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
@@ -89,6 +136,7 @@ impl ReportTable {
             let capacity = (self.index.capacity() * 2).max(64);
             let old = std::mem::replace(&mut self.index, HashTable::with_capacity(capacity));
             self.growing = Some(Growing { old, next: 0, end: self.records.len() });
+            self.replaced();
         }
         let at = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
         let records = &self.records;
@@ -112,6 +160,49 @@ impl ReportTable {
         }
     }
 
+    /// The index was replaced: an index built for the old one no longer fits.
+    fn replaced(&mut self) {
+        self.generation += 1;
+        self.job_out = false;
+    }
+
+    /// A job building the next, twice larger index, once this one is three quarters full (and
+    /// large enough for a thread to be worth it), unless one is out or a growth is under way.
+    /// Handing out the records costs one reference count per 32 KiB chunk; the table goes on
+    /// accepting records meanwhile.
+    pub fn index_job(&mut self) -> Option<IndexJob> {
+        let capacity = self.index.capacity();
+        if self.job_out
+            || self.growing.is_some()
+            || capacity < JOB_CAPACITY_MIN
+            || self.index.len() < capacity / 4 * 3
+        {
+            return None;
+        }
+        self.job_out = true;
+        Some(IndexJob {
+            records: self.records.clone(),
+            capacity: capacity * 2,
+            generation: self.generation,
+        })
+    }
+
+    /// Puts an index built by this table's latest job in place of the current one. It answers
+    /// for the records it was built from; the ones accepted since are moved across
+    /// `GROW_STEP` per insert, as in a growth, with the current index answering for them until
+    /// then. Returns false, and drops it, if the index was replaced meanwhile (it filled up and
+    /// grew in line).
+    pub fn install_index(&mut self, built: BuiltIndex) -> bool {
+        if built.generation != self.generation || !self.job_out || self.growing.is_some() {
+            return false;
+        }
+        let old = std::mem::replace(&mut self.index, built.index);
+        self.growing = Some(Growing { old, next: built.end, end: self.records.len() });
+        self.replaced();
+        self.move_some(0);
+        true
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -126,7 +217,13 @@ impl ReportTable {
 
     /// The records without the index, sharing their chunks: for a snapshot image only.
     pub fn image(&self) -> ReportTable {
-        ReportTable { records: self.records.clone(), index: HashTable::new(), growing: None }
+        ReportTable {
+            records: self.records.clone(),
+            index: HashTable::new(),
+            growing: None,
+            generation: 0,
+            job_out: false,
+        }
     }
 
     /// Makes room for `additional` more records without growing the arena or the index.
@@ -134,7 +231,11 @@ impl ReportTable {
         self.move_some(usize::MAX);
         self.records.reserve(additional);
         let records = &self.records;
+        let capacity = self.index.capacity();
         self.index.reserve(additional, |&at| hash(&records[at as usize].id));
+        if self.index.capacity() != capacity {
+            self.replaced();
+        }
     }
 
     /// Rebuilds the index after deserialization.
@@ -148,6 +249,7 @@ impl ReportTable {
         }
         self.index = index;
         self.growing = None;
+        self.replaced();
     }
 }
 
@@ -194,6 +296,55 @@ mod tests {
         table.reserve(100_000);
         assert!(table.growing.is_none(), "reserve finishes a growth");
         assert!((0..20_000u64).all(|n| table.get(&format!("G{n}").parse().unwrap()).is_some()));
+    }
+
+    /// An index built from a job takes over when it comes back in time, and is dropped when the
+    /// index filled up and grew in line first; either way every id is found at every point,
+    /// and one job is out at a time.
+    #[test]
+    fn an_index_built_off_the_table_takes_over_or_is_dropped_and_lookups_never_miss() {
+        // (records accepted while the job is out, whether its index is installed)
+        let cases = [(0, true), (1, true), (7, true), (20, true), (100, false), (5_000, false)];
+        for (while_out, installed) in cases {
+            let mut table = ReportTable::default();
+            let mut n = 0u64;
+            let mut insert = |table: &mut ReportTable| {
+                table.insert(record(&format!("J{n}"), n));
+                n += 1;
+                n
+            };
+            let job = loop {
+                insert(&mut table);
+                if let Some(job) = table.index_job() {
+                    break job;
+                }
+            };
+            let (taken_at, capacity) = (table.len(), table.index.capacity());
+            assert!(table.index.len() >= capacity / 4 * 3, "three quarters full");
+            assert!(table.index_job().is_none(), "one job at a time");
+            for _ in 0..while_out {
+                let n = insert(&mut table);
+                assert!(table.get(&format!("J{}", n - 1).parse().unwrap()).is_some());
+            }
+            let built = job.build();
+            assert_eq!(table.install_index(built), installed, "{while_out} while out");
+            if installed {
+                assert!(table.index.capacity() >= 2 * capacity);
+                let growing = table.growing.as_ref();
+                assert_eq!(growing.map_or(table.len(), |g| g.next), taken_at, "built ones moved");
+            }
+            let capacity = table.index.capacity();
+            while table.growing.is_some() {
+                insert(&mut table);
+                assert_eq!(table.index.capacity(), capacity, "no rehash in line");
+            }
+            let total = table.len() as u64;
+            for probe in 0..total {
+                let id = format!("J{probe}").parse().unwrap();
+                assert_eq!(table.get(&id).map(|r| r.sequence), Some(probe), "J{probe}");
+            }
+            assert!(table.get(&format!("J{total}").parse().unwrap()).is_none());
+        }
     }
 
     fn record(id: &str, sequence: u64) -> ReportRecord {
