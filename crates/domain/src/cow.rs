@@ -5,7 +5,7 @@
 //! changing the originals; copying a million-entry arena stalls the shard for a tenth of a
 //! second. `CowVec` stores its elements in fixed-size chunks behind reference counts, so a
 //! copy shares every chunk, and the first write to a shared chunk copies that chunk alone
-//! (about 32 KiB) before changing it: copy-on-write at the granularity of a page group, as
+//! (about 8 KiB) before changing it: copy-on-write at the granularity of a page group, as
 //! `fork` gives Redis's background save, but per tenant and without `unsafe`.
 //!
 //! Growth never moves existing elements (a new chunk is added), so pushing never stalls on a
@@ -26,7 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Bytes a chunk aims at: small enough that copying one on a write is a few microseconds,
 /// large enough that the chunk table of a million entries is a few thousand pointers.
-const CHUNK_BYTES: usize = 32 << 10;
+const CHUNK_BYTES: usize = 8 << 10;
 
 /// log2 of the elements per chunk for elements of `size` bytes: the largest power of two that
 /// keeps a chunk within `CHUNK_BYTES`, and at least 16 elements.
@@ -316,9 +316,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_sizes_keep_chunks_near_32_kib() {
+    fn chunk_sizes_keep_chunks_near_8_kib() {
         let cases: [(usize, usize); 6] =
-            [(0, 32768), (1, 32768), (8, 4096), (64, 512), (80, 256), (100_000, 16)];
+            [(0, 8192), (1, 8192), (8, 1024), (64, 128), (80, 64), (100_000, 16)];
         for (size, elements) in cases {
             assert_eq!(1usize << chunk_shift(size), elements, "element size {size}");
         }

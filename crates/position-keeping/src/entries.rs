@@ -1,6 +1,6 @@
 //! A position's bookings: inline while there is one, a plain heap array while the position is
-//! small, and copy-on-write chunks (`CowVec`) once it holds a chunk's worth (1,024 bookings,
-//! 32 KiB).
+//! small, and copy-on-write chunks (`CowVec`) once it holds a chunk's worth (256 bookings,
+//! 8 KiB).
 //!
 //! Why: a snapshot or a state hash works on an image of the engine that shares its storage
 //! (`Engine::image`), and the shard copies what it writes while the image lives. A position

@@ -168,7 +168,7 @@ impl ReportTable {
 
     /// A job building the next, twice larger index, once this one is three quarters full (and
     /// large enough for a thread to be worth it), unless one is out or a growth is under way.
-    /// Handing out the records costs one reference count per 32 KiB chunk; the table goes on
+    /// Handing out the records costs one reference count per 8 KiB chunk; the table goes on
     /// accepting records meanwhile.
     pub fn index_job(&mut self) -> Option<IndexJob> {
         let capacity = self.index.capacity();
