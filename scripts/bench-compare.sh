@@ -5,7 +5,8 @@
 #   1b. the disk's fdatasync latency percentiles (what an ack after fsync cannot beat),
 #   3. keel load closed loop against an in-process keel server with comparable concurrency,
 #   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles), on the disk
-#      and again with the journal on tmpfs (the engine's and pipeline's own tail),
+#      and again with the journal on tmpfs (the engine's and pipeline's own tail), then both
+#      again with the latency path in SCHED_FIFO where the kernel grants it,
 # then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
 # Usage: scripts/bench-compare.sh [SECONDS]   (installs its Debian packages when missing)
 set -euo pipefail
@@ -89,6 +90,18 @@ report_open "$open"
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
   echo "== 4b. the same with the journal on tmpfs (fdatasync free): keel's own tail, without the disk's"
   report_open "$(TMPDIR=/dev/shm ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+fi
+# The latency path in SCHED_FIFO (docs/architecture.md, "Scheduling classes"): needs root or
+# CAP_SYS_NICE; skipped where the kernel refuses it.
+if rt_open=$(KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json 2>/dev/null); then
+  echo "== 4c. the disk run with KEEL_REALTIME_PRIORITY=10 (shards, journal writers, sessions in SCHED_FIFO)"
+  report_open "$rt_open"
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    echo "== 4d. the tmpfs run with KEEL_REALTIME_PRIORITY=10"
+    report_open "$(TMPDIR=/dev/shm KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+  fi
+else
+  echo "== 4c/4d skipped: the real-time class is not granted here (KEEL_REALTIME_PRIORITY needs CAP_SYS_NICE)"
 fi
 
 echo "== ratios (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
