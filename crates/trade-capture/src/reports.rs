@@ -15,7 +15,7 @@
 //! moved. Redis's dictionaries grow the same way. The total work is the same; the pause is
 //! gone.
 //!
-//! The work itself can leave the shard's thread too. Once a large index is three quarters full,
+//! The work itself can leave the shard's thread too. Once a large index is half full,
 //! [`ReportTable::index_job`] hands out the records so far (shared, not copied) and the next
 //! capacity; whoever runs the job ([`IndexJob::build`], on any thread) returns an index of those
 //! records, and [`ReportTable::install_index`] puts it in place as a growth that has already
@@ -166,7 +166,7 @@ impl ReportTable {
         self.job_out = false;
     }
 
-    /// A job building the next, twice larger index, once this one is three quarters full (and
+    /// A job building the next, twice larger index, once this one is half full (and
     /// large enough for a thread to be worth it), unless one is out or a growth is under way.
     /// Handing out the records costs one reference count per 8 KiB chunk; the table goes on
     /// accepting records meanwhile.
@@ -175,7 +175,7 @@ impl ReportTable {
         if self.job_out
             || self.growing.is_some()
             || capacity < JOB_CAPACITY_MIN
-            || self.index.len() < capacity / 4 * 3
+            || self.index.len() < capacity / 2
         {
             return None;
         }
@@ -320,7 +320,7 @@ mod tests {
                 }
             };
             let (taken_at, capacity) = (table.len(), table.index.capacity());
-            assert!(table.index.len() >= capacity / 4 * 3, "three quarters full");
+            assert!(table.index.len() >= capacity / 2, "half full");
             assert!(table.index_job().is_none(), "one job at a time");
             for _ in 0..while_out {
                 let n = insert(&mut table);
