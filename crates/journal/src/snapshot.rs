@@ -104,17 +104,21 @@ pub struct HashingWriter<'a> {
 pub enum Pacing {
     /// As fast as the disk goes (an operator's snapshot, a test).
     Full,
-    /// In the background of live tenants: after each periodic sync, pause as long as that
-    /// sync took, so the snapshot takes at most about half the disk's time and every
-    /// journal's `fdatasync` finds it idle half the time. (The VM's block queue ignores I/O
-    /// priorities, so the pacing is done here.)
+    /// In the background of live tenants: after each periodic sync, pause three times as long
+    /// as that sync took, so the snapshot takes at most about a quarter of the disk's time and
+    /// every journal's `fdatasync` finds it idle three times in four. (The VM's block queue
+    /// ignores I/O priorities, so the pacing is done here.)
     Background,
 }
 
 /// A snapshot file is synced every this many bytes while it is written: dirty pages left for
 /// the kernel to write back at once stall every other `fdatasync` on the disk (the tenant's
-/// journal among them) behind them. 4 MiB bounds such a wait to one small writeback.
-const SNAPSHOT_SYNC_BYTES: u64 = 4 << 20;
+/// journal among them) behind them. 256 KiB bounds such a wait to one small writeback: with
+/// 4 MiB synced and a 1:1 pause, the journal's sync p99.9 in `keel load` at 220k/s was <= 5 ms
+/// while a snapshot was written; with 256 KiB and 3:1 it is <= 1 to 2 ms, and a snapshot of 1M
+/// trades takes 2 to 3 s instead of 1.1 to 1.3 (docs/benchmarks.md, fifth session). The
+/// journal's segment preparation uses the same steps.
+const SNAPSHOT_SYNC_BYTES: u64 = 256 << 10;
 
 impl Write for HashingWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -127,7 +131,7 @@ impl Write for HashingWriter<'_> {
             self.out.flush()?;
             self.out.get_ref().sync_data()?;
             if self.pacing == Pacing::Background {
-                std::thread::sleep(started.elapsed());
+                std::thread::sleep(started.elapsed() * 3);
             }
         }
         Ok(written)
