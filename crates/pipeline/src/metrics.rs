@@ -92,6 +92,8 @@ pub struct TenantMetrics {
     pass_us_sum: AtomicU64,
     batch_latency_us_buckets: [AtomicU64; SYNC_BUCKETS_US.len() + 1],
     batch_latency_us_sum: AtomicU64,
+    index_builds_installed: AtomicU64,
+    index_builds_late: AtomicU64,
 }
 
 impl TenantMetrics {
@@ -111,6 +113,14 @@ impl TenantMetrics {
     /// The shard's stall to take an engine image for a state pass.
     pub fn record_image(&self, micros: u64) {
         observe(&SYNC_BUCKETS_US, &self.image_us_buckets, &self.image_us_sum, micros);
+    }
+
+    /// A report index built off the shard: installed, or late (the index had filled and grown
+    /// on the shard meanwhile, so the build was wasted).
+    pub fn record_index_build(&self, installed: bool) {
+        let counter =
+            if installed { &self.index_builds_installed } else { &self.index_builds_late };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// A background state pass (hash, and snapshot when one was due), start to finish.
@@ -167,6 +177,16 @@ impl TenantMetrics {
             out,
             "keel_commands_total{{{label},outcome=\"rejected\"}} {}",
             self.rejected.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "keel_report_index_builds_total{{{label},outcome=\"installed\"}} {}",
+            self.index_builds_installed.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "keel_report_index_builds_total{{{label},outcome=\"late\"}} {}",
+            self.index_builds_late.load(Relaxed)
         );
         let _ = writeln!(out, "keel_last_sequence{{{label}}} {}", self.last_sequence());
         let _ = writeln!(out, "keel_queue_depth{{{label}}} {queue_depth}");
@@ -278,6 +298,11 @@ fn histogram(
 pub fn render_preamble(out: &mut String) {
     for (name, kind, help) in [
         ("keel_commands_total", "counter", "Commands by outcome"),
+        (
+            "keel_report_index_builds_total",
+            "counter",
+            "Report indexes built off the shard: installed, or late (the shard grew the index itself meanwhile)",
+        ),
         ("keel_last_sequence", "gauge", "Last durable tenant sequence"),
         ("keel_queue_depth", "gauge", "Requests waiting in the tenant's queue"),
         (
@@ -358,6 +383,9 @@ mod tests {
         metrics.accepted.fetch_add(1_010, Relaxed);
         metrics.record_image(700);
         metrics.record_pass(3_500_000);
+        metrics.record_index_build(true);
+        metrics.record_index_build(true);
+        metrics.record_index_build(false);
         let mut out = String::new();
         render_preamble(&mut out);
         metrics.render("t1", 3, &mut out);
@@ -380,6 +408,9 @@ mod tests {
             "keel_state_pass_seconds_bucket{tenant=\"t1\",le=\"5\"} 1",
             "keel_state_pass_seconds_sum{tenant=\"t1\"} 3.5",
             "# TYPE keel_state_pass_seconds histogram",
+            "keel_report_index_builds_total{tenant=\"t1\",outcome=\"installed\"} 2",
+            "keel_report_index_builds_total{tenant=\"t1\",outcome=\"late\"} 1",
+            "# TYPE keel_report_index_builds_total counter",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
         }

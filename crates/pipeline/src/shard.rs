@@ -154,6 +154,9 @@ pub(crate) fn run(
         store.take_pass_timings(|timing| match timing {
             crate::store::PassTiming::Image(micros) => metrics.record_image(micros),
             crate::store::PassTiming::Pass(micros) => metrics.record_pass(micros),
+            crate::store::PassTiming::IndexBuild { installed } => {
+                metrics.record_index_build(installed)
+            }
         });
     }
     match store.close() {

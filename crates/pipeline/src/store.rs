@@ -153,13 +153,16 @@ pub struct TenantStore {
     indexes_installed: u64,
 }
 
-/// How long a state pass's parts took, in microseconds (for metrics).
+/// What the background work reported, for metrics: how long a state pass's parts took (in
+/// microseconds), and how each report index build ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassTiming {
     /// The shard's pause to take the engine image.
     Image(u64),
     /// The helper thread's pass, start to finish.
     Pass(u64),
+    /// A report index built off the shard came back: installed, or late.
+    IndexBuild { installed: bool },
 }
 
 /// A whole-state pass on a helper thread over an engine image taken after command `sequence`:
@@ -354,6 +357,7 @@ impl TenantStore {
                     Ok((built, micros)) => {
                         let installed = self.engine.install_index(built);
                         self.indexes_installed += u64::from(installed);
+                        self.pass_timings.push(PassTiming::IndexBuild { installed });
                         tracing::info!(%tenant, micros, installed, "report index built off the shard");
                     }
                     Err(_) => tracing::error!(%tenant, "the report index build panicked"),
