@@ -1,7 +1,8 @@
 //! The scheduling class each of keel's threads runs in.
 //!
-//! An acknowledgement crosses four threads: the session's runtime worker, the tenant's shard,
-//! its journal writer, the shard again and the session again. Each hand-off wakes a thread. On a
+//! An acknowledgement is handed between threads four times: from the session's runtime worker
+//! to the tenant's shard, to its journal writer, back to the shard and back to the session.
+//! Each hand-off wakes a thread. On a
 //! small machine under the normal (fair) scheduler a woken thread often waits for whatever runs
 //! on its core to use up its slice, which the kernel checks only at its timer tick (4 ms at
 //! HZ=250): those waits were most of the open loop's p99 (docs/benchmarks.md). A thread in the
@@ -12,11 +13,11 @@
 //!
 //! - [`Role::Latency`]: runtime workers (on their first unpark, so that the runtime's blocking
 //!   threads, which would not yield a core to a shard of the same priority, stay normal),
-//!   shards, journal writers. `SCHED_FIFO` at the configured
-//!   priority, or left as they are when none is configured (the default).
+//!   shards, journal writers, `keel load`'s pacer. `SCHED_FIFO` at the configured priority, or
+//!   left as they are when none is configured (the default).
 //! - [`Role::Helper`]: work that must finish in good time but not ahead of the latency path
-//!   (preparing the next journal segment). Always the normal class: a helper started by a
-//!   real-time thread would otherwise inherit its class.
+//!   (preparing the next journal segment, building the next report index). Always the normal
+//!   class: a helper started by a real-time thread would otherwise inherit its class.
 //! - [`Role::Background`]: state hashes and snapshots. `SCHED_IDLE`, so that any thread that
 //!   wakes takes their core at once.
 //!
@@ -33,7 +34,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum Role {
     /// On the path of an acknowledgement: network, shard, journal writer.
     Latency,
-    /// Ahead-of-time work that should not compete with the latency path (segment preparation).
+    /// Ahead-of-time work that should not compete with the latency path (segment preparation,
+    /// report index builds).
     Helper,
     /// Long passes that may take whatever CPU is left (state hashes, snapshots).
     Background,
