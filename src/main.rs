@@ -396,6 +396,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "server_commit_latency_us": quantiles(commit),
                     "journal_syncs": report.journal_sync_us.total(),
                     "journal_sync_us": quantiles(sync),
+                    // What the figures depend on, recorded with them.
+                    "data_dir_parent": std::env::temp_dir(),
+                    "realtime_priority": keel_sched::realtime_priority(),
                 })
                 .to_string()
                     + "\n"
@@ -413,6 +416,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bound(in_server[0]), bound(in_server[1]), bound(in_server[2]), report.server_batch_us.total(),
                     bound(commit[0]), bound(commit[1]), bound(commit[2]), report.server_commit_us.total(),
                     bound(sync[0]), bound(sync[1]), bound(sync[2]), report.journal_sync_us.total(),
+                ) + &format!(
+                    "journal under {}; latency path {}\n",
+                    std::env::temp_dir().display(),
+                    keel_sched::realtime_priority().map_or_else(
+                        || "in the normal scheduling class".to_owned(),
+                        |p| format!("in SCHED_FIFO at priority {p}")
+                    ),
                 )
             };
             write_stdout(&text)?;

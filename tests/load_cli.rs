@@ -25,6 +25,9 @@ fn closed_and_open_loop_runs_report_rates_and_percentiles() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert!(report["instructions"].as_u64().unwrap() > 0, "{report}");
+        // The run records what its figures depend on.
+        assert!(report["realtime_priority"].is_null(), "{report}");
+        assert!(report["data_dir_parent"].is_string(), "{report}");
         let latency = &report["batch_latency_us"];
         assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
         assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
@@ -98,6 +101,8 @@ fn a_realtime_priority_puts_the_latency_path_in_sched_fifo() {
         eprintln!("the real-time class is not granted here: {stderr}");
         return;
     }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("latency path in SCHED_FIFO at priority 5"), "{stdout}");
     const SCHED_FIFO: u32 = 1;
     let class = |prefix: &str| -> Vec<(u32, u32)> {
         seen.iter()
