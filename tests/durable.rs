@@ -31,6 +31,28 @@ fn demo() -> TenantId {
     "demo".parse().unwrap()
 }
 
+/// New trades `PREFIX-n`: the example file's first new trade, booked again and again under new
+/// report ids.
+fn new_trades(prefix: &'static str) -> impl Fn(u64) -> keel_engine::Command {
+    use keel_domain::TradeAction;
+    use keel_engine::Command as EngineCommand;
+    let template = keel::tradefile::parse_trade_file(trades())
+        .unwrap()
+        .into_iter()
+        .find_map(|row| match row.command {
+            Ok(EngineCommand::Trade(report)) if matches!(report.action, TradeAction::New(_)) => {
+                Some(report)
+            }
+            _ => None,
+        })
+        .unwrap();
+    move |n| {
+        let mut report = template.clone();
+        report.report_id = format!("{prefix}-{n}").parse().unwrap();
+        EngineCommand::Trade(report)
+    }
+}
+
 #[test]
 fn durable_import_equals_in_memory_and_reopens_to_the_same_hash() {
     let dir = tempfile::tempdir().unwrap();
@@ -224,8 +246,6 @@ fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
 /// newest snapshot and reaches the same state hash.
 #[test]
 fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
-    use keel_domain::TradeAction;
-    use keel_engine::Command as EngineCommand;
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
     let store_options = StoreOptions {
@@ -235,23 +255,11 @@ fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
         ..StoreOptions::default()
     };
     import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
-    // A trade from the example file, booked again and again under new report ids.
-    let template = keel::tradefile::parse_trade_file(trades())
-        .unwrap()
-        .into_iter()
-        .find_map(|row| match row.command {
-            Ok(EngineCommand::Trade(report)) if matches!(report.action, TradeAction::New(_)) => {
-                Some(report)
-            }
-            _ => None,
-        })
-        .unwrap();
+    let trade = new_trades("GROW");
     let (mut store, _) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
     let first = store.engine().last_sequence();
     for n in 0..4_000 {
-        let mut report = template.clone();
-        report.report_id = format!("GROW-{n}").parse().unwrap();
-        assert!(store.stage(EngineCommand::Trade(report), 0).unwrap().is_accepted());
+        assert!(store.stage(trade(n), 0).unwrap().is_accepted());
         if n % 37 == 36 {
             let staged = store.flush().unwrap();
             if n % 3 == 0 {
@@ -479,26 +487,11 @@ fn a_version_3_journal_of_fixed_width_commands_still_replays() {
 /// reopens to its hash.
 #[test]
 fn the_report_index_is_built_off_the_shard_and_every_report_id_still_dedupes() {
-    use keel_domain::TradeAction;
-    use keel_engine::{Command as EngineCommand, Outcome};
+    use keel_engine::Outcome;
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
     import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
-    let template = keel::tradefile::parse_trade_file(trades())
-        .unwrap()
-        .into_iter()
-        .find_map(|row| match row.command {
-            Ok(EngineCommand::Trade(report)) if matches!(report.action, TradeAction::New(_)) => {
-                Some(report)
-            }
-            _ => None,
-        })
-        .unwrap();
-    let trade = |n: u64| {
-        let mut report = template.clone();
-        report.report_id = format!("IDX-{n}").parse().unwrap();
-        EngineCommand::Trade(report)
-    };
+    let trade = new_trades("IDX");
     let (mut store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
     let mut n = 0;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
