@@ -163,31 +163,16 @@ impl TenantMetrics {
     /// Appends this tenant's series in Prometheus text format.
     pub fn render(&self, tenant: &str, queue_depth: usize, out: &mut String) {
         let label = format!("tenant=\"{tenant}\"");
-        let _ = writeln!(
-            out,
-            "keel_commands_total{{{label},outcome=\"accepted\"}} {}",
-            self.accepted.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "keel_commands_total{{{label},outcome=\"duplicate\"}} {}",
-            self.duplicates.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "keel_commands_total{{{label},outcome=\"rejected\"}} {}",
-            self.rejected.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "keel_report_index_builds_total{{{label},outcome=\"installed\"}} {}",
-            self.index_builds_installed.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "keel_report_index_builds_total{{{label},outcome=\"late\"}} {}",
-            self.index_builds_late.load(Relaxed)
-        );
+        for (name, outcome, count) in [
+            ("keel_commands_total", "accepted", &self.accepted),
+            ("keel_commands_total", "duplicate", &self.duplicates),
+            ("keel_commands_total", "rejected", &self.rejected),
+            ("keel_report_index_builds_total", "installed", &self.index_builds_installed),
+            ("keel_report_index_builds_total", "late", &self.index_builds_late),
+        ] {
+            let _ =
+                writeln!(out, "{name}{{{label},outcome=\"{outcome}\"}} {}", count.load(Relaxed));
+        }
         let _ = writeln!(out, "keel_last_sequence{{{label}}} {}", self.last_sequence());
         let _ = writeln!(out, "keel_queue_depth{{{label}}} {queue_depth}");
         histogram(
