@@ -104,10 +104,10 @@ impl PositionBook {
     }
 
     /// The arenas without the index, sharing their chunks: for a snapshot image only.
-    pub(crate) fn image(&self) -> PositionBook {
+    pub(crate) fn image(&mut self) -> PositionBook {
         PositionBook {
-            keys: self.keys.clone(),
-            positions: self.positions.clone(),
+            keys: self.keys.share(),
+            positions: self.positions.share(),
             index: FxHashMap::default(),
             growing: None,
         }

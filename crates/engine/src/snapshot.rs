@@ -105,7 +105,7 @@ impl EngineImage {
 impl Engine {
     /// A frozen copy of the state for a snapshot or a state hash (see `EngineImage`): about a
     /// millisecond at a million trades, where `clone` takes a tenth of a second.
-    pub fn image(&self) -> EngineImage {
+    pub fn image(&mut self) -> EngineImage {
         EngineImage {
             engine: Engine::from_parts(
                 self.tenant,

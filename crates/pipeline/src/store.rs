@@ -751,7 +751,7 @@ enum PendingHash {
 }
 
 impl PendingHash {
-    fn start(engine: &Engine) -> PendingHash {
+    fn start(engine: &mut Engine) -> PendingHash {
         let image = engine.image();
         match std::thread::Builder::new()
             .name("replay-hash".into())
@@ -994,7 +994,7 @@ mod tests {
             }
             assert!(out == data, "chunks of {chunk}");
         }
-        let engine = Engine::new("demo".parse().unwrap_or_else(|_| unreachable!("valid id")));
+        let mut engine = Engine::new("demo".parse().unwrap_or_else(|_| unreachable!("valid id")));
         let image = engine.image();
         assert_eq!(state_hash_yielding(&image), image.state_hash());
     }

@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 #[derive(Debug, Clone)]
 pub(crate) enum Entries<T> {
     Small(SmallVec<[T; 1]>),
-    Large(CowVec<T>),
+    Large(CowVec<T, false>),
 }
 
 impl<T> Default for Entries<T> {
@@ -72,7 +72,7 @@ impl<T: Clone> Entries<T> {
     pub(crate) fn push(&mut self, value: T) {
         match self {
             Entries::Small(small) if small.len() + 1 >= Self::LARGE_FROM => {
-                let mut large: CowVec<T> = small.drain(..).collect();
+                let mut large: CowVec<T, false> = small.drain(..).collect();
                 large.push(value);
                 *self = Entries::Large(large);
             }

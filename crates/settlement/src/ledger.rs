@@ -74,13 +74,14 @@ pub struct PaymentInstruction {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     /// Copy-on-write, so that a snapshot image shares the postings (millions after a large
-    /// end of day) instead of copying them.
-    postings: CowVec<Posting>,
+    /// end of day) instead of copying them. Chunks stay shared (`false`): the ledger is
+    /// cloned into an image, and written only at the end of day.
+    postings: CowVec<Posting, false>,
     balances: BTreeMap<(LedgerAccount, Currency), Amount>,
 }
 
 impl Ledger {
-    pub fn postings(&self) -> &CowVec<Posting> {
+    pub fn postings(&self) -> &CowVec<Posting, false> {
         &self.postings
     }
 

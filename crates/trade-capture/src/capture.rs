@@ -105,10 +105,10 @@ impl Capture {
     /// A frozen copy for writing a snapshot: the arenas' chunks are shared (copy-on-write)
     /// and the indexes are left out, so it costs one pointer per chunk plus the small tables.
     /// It serializes exactly like `self` but must not be queried: it cannot find anything.
-    pub fn image(&self) -> Capture {
+    pub fn image(&mut self) -> Capture {
         Capture {
             reference: self.reference.clone(),
-            trades: self.trades.clone(),
+            trades: self.trades.share(),
             reports: self.reports.image(),
             splits: self.splits.clone(),
             groups: self.groups.clone(),

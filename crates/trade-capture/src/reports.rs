@@ -181,7 +181,7 @@ impl ReportTable {
         }
         self.job_out = true;
         Some(IndexJob {
-            records: self.records.clone(),
+            records: self.records.share(),
             capacity: capacity * 2,
             generation: self.generation,
         })
@@ -216,9 +216,9 @@ impl ReportTable {
     }
 
     /// The records without the index, sharing their chunks: for a snapshot image only.
-    pub fn image(&self) -> ReportTable {
+    pub fn image(&mut self) -> ReportTable {
         ReportTable {
-            records: self.records.clone(),
+            records: self.records.share(),
             index: HashTable::new(),
             growing: None,
             generation: 0,
