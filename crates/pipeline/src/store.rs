@@ -571,7 +571,11 @@ impl TenantStore {
 fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
     let sequence = image.last_sequence();
     let body = |out: &mut keel_journal::HashingWriter<'_>| {
-        image.write_snapshot_to(&mut Yielding { inner: out, since: 0 })
+        // Buffered in front, so that the serializer's field-sized writes are a copy each.
+        let yielding = Yielding { inner: out, since: 0 };
+        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, yielding);
+        image.write_snapshot_to(&mut buffered)?;
+        std::io::Write::flush(&mut buffered)
     };
     let pacing = keel_journal::Pacing::Background;
     let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, pacing, body)
