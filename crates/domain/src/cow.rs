@@ -3,14 +3,16 @@
 //! The engine's large tables (trades, report ids, positions) are arenas indexed by a dense
 //! integer key. A snapshot or a state hash needs a frozen copy of them while the shard goes on
 //! changing the originals; copying a million-entry arena stalls the shard for a tenth of a
-//! second. `CowVec` stores its elements in fixed-size chunks behind reference counts, so a
-//! copy shares every chunk, and the first write to a shared chunk copies that chunk alone
-//! (about 8 KiB) before changing it: copy-on-write at the granularity of a page group, as
-//! `fork` gives Redis's background save, but per tenant and without `unsafe`.
+//! second. `CowVec` stores its elements in fixed-size chunks; `share` puts them behind
+//! reference counts, so the copy it returns shares every chunk, and the first write to a shared
+//! chunk copies that chunk alone (about 8 KiB) before changing it, or takes it back whole if
+//! the copy is gone: copy-on-write at the granularity of a page group, as `fork` gives Redis's
+//! background save, but per tenant and without `unsafe`. Between copies the chunks are plain
+//! owned arrays, and a write costs what a write to a `Vec` costs.
 //!
 //! Growth never moves existing elements (a new chunk is added), so pushing never stalls on a
 //! reallocation of the whole arena either. Indexing is two loads: the chunk table is small
-//! (one pointer per chunk) and stays in cache.
+//! (a few words per chunk) and stays in cache.
 //!
 //! Serialized exactly like a `Vec<T>` (a length, then the elements), so swapping one for the
 //! other changes no snapshot byte.
@@ -218,7 +220,10 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
                 *shared = Arc::new(copy);
             }
             if OWNED {
-                let owned = Arc::get_mut(shared).map(std::mem::take).unwrap_or_default();
+                let owned = match Arc::get_mut(shared) {
+                    Some(unique) => std::mem::take(unique),
+                    None => unreachable!("invariant: a chunk just copied has no other owner"),
+                };
                 *chunk = Chunk::Owned(owned);
             }
         }
