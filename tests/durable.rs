@@ -517,3 +517,43 @@ fn the_report_index_is_built_off_the_shard_and_every_report_id_still_dedupes() {
     let (store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
     assert_eq!(store.engine().state_hash(), expected);
 }
+
+/// A command over the old 1 MiB envelope limit (a settlement price file of a large options
+/// book) is journaled whole and replays; one over the journal's own limit is refused before it
+/// changes anything, with an error that says so, and the tenant goes on.
+#[test]
+fn large_commands_are_journaled_whole_and_oversized_ones_refused_untouched() {
+    use keel_domain::{Date, InstrumentId, Price};
+    use keel_engine::Command as EngineCommand;
+    use keel_settlement::SettlementPrices;
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let date = Date::parse("2026-11-27").unwrap();
+    let prices = |count: usize| {
+        let prices = (0..count)
+            .map(|n| {
+                let id: InstrumentId = format!("OPT-SERIES-{n:09}").parse().unwrap();
+                (id, Price::parse("1.25").unwrap())
+            })
+            .collect();
+        EngineCommand::LoadSettlementPrices(SettlementPrices { date, prices })
+    };
+    let (mut store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    let before = store.engine().last_sequence();
+    // About 2 MiB: the old limit silently staged an empty payload for it.
+    store.submit([(prices(80_000), 0)]).unwrap();
+    let large = store.engine().state_hash();
+    assert_eq!(store.engine().last_sequence(), before + 1);
+    // About 17 MiB: more than a journal record holds.
+    let error = store.submit([(prices(700_000), 0)]).unwrap_err().to_string();
+    assert!(error.contains("too large") && error.contains("bytes"), "{error}");
+    assert_eq!(store.engine().last_sequence(), before + 1, "nothing applied");
+    assert_eq!(store.engine().state_hash(), large, "nothing changed");
+    store.submit([(new_trades("AFTER")(1), 0)]).unwrap();
+    let after = store.engine().state_hash();
+    store.close().unwrap();
+    let (reopened, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(reopened.engine().state_hash(), after, "the large command replayed");
+    assert_eq!(reopened.engine().last_sequence(), before + 2);
+}

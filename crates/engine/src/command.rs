@@ -52,8 +52,12 @@ pub struct Envelope {
     pub command: Command,
 }
 
-/// Largest encoded envelope accepted by `Envelope::decode`.
-pub const ENVELOPE_BYTES_MAX: u64 = 1 << 20;
+/// Largest encoded envelope: what a journal record's payload holds (16 MiB, docs/journal-format.md).
+/// `Envelope::decode` refuses more, and `TenantStore::stage` refuses to apply a command whose
+/// envelope is larger, so every command applied can be journaled and replayed. (It was 1 MiB
+/// until the sixth session, and an admin command over it, a large settlement price file, was
+/// journaled with an empty payload that replay could not decode.)
+pub const ENVELOPE_BYTES_MAX: u64 = 16 << 20;
 
 /// How an envelope's bytes encode integers (docs/journal-format.md, "Command payloads").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,12 +100,16 @@ impl Envelope {
 
     /// Appends the envelope in `encoding`: `Fixed` is what journals of format versions 1 to 3
     /// hold (kept for tests and tools that write them).
+    ///
+    /// Encoding has no size limit (a limit makes bincode measure the whole value first, a
+    /// second pass over every command): the caller checks the length against
+    /// `ENVELOPE_BYTES_MAX`.
     pub fn encode_as_into(&self, encoding: Encoding, out: &mut Vec<u8>) {
         use bincode::Options;
-        // Writing plain data into a Vec cannot fail.
+        // Writing plain data into a Vec without a limit cannot fail.
         let _ = match encoding {
-            Encoding::Fixed => fixed().serialize_into(out, self),
-            Encoding::Compact => compact().serialize_into(out, self),
+            Encoding::Fixed => fixed().with_no_limit().serialize_into(out, self),
+            Encoding::Compact => compact().with_no_limit().serialize_into(out, self),
         };
     }
 

@@ -18,6 +18,6 @@ pub mod command;
 pub mod engine;
 pub mod snapshot;
 
-pub use command::{Command, DecodeError, Encoding, Envelope, Outcome, Reject};
+pub use command::{Command, DecodeError, Encoding, Envelope, Outcome, Reject, ENVELOPE_BYTES_MAX};
 pub use engine::{Engine, EngineError, PositionView};
 pub use snapshot::{EngineImage, StateHash, SNAPSHOT_FORMAT_VERSION};

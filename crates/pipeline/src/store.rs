@@ -132,6 +132,8 @@ pub struct TenantStore {
     writer: JournalWriter,
     /// Commands and checkpoints staged since the last `flush`.
     staging: WriteBatch,
+    /// The command being staged, encoded before it is applied (`stage`).
+    encoded: Vec<u8>,
     options: StoreOptions,
     snapshot_dir: PathBuf,
     since_checkpoint: u64,
@@ -173,6 +175,16 @@ struct StatePass {
     sequence: u64,
     /// The state hash and the pass's duration in microseconds.
     thread: std::thread::JoinHandle<(StateHash, u64)>,
+}
+
+/// A command `TenantStore::stage` refused before applying it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageError {
+    #[error(
+        "command too large: {bytes} bytes encoded, a journal record holds at most {max} bytes \
+         (nothing was applied)"
+    )]
+    TooLarge { bytes: usize, max: u64 },
 }
 
 /// Replay failures: the journal's own, or a replayed state that disagrees with a checkpoint.
@@ -265,6 +277,7 @@ impl TenantStore {
             engine,
             writer,
             staging,
+            encoded: Vec::with_capacity(1 << 10),
             options,
             snapshot_dir,
             since_checkpoint: 0,
@@ -314,8 +327,16 @@ impl TenantStore {
     pub fn stage(&mut self, command: Command, timestamp_ns: i64) -> anyhow::Result<Outcome> {
         let sequence = self.engine.last_sequence() + 1;
         let envelope = Envelope { sequence, timestamp_ns, command };
+        // Encoded first: a command the journal could not hold is refused with nothing changed.
+        self.encoded.clear();
+        envelope.encode_into(&mut self.encoded);
+        let max = keel_engine::ENVELOPE_BYTES_MAX;
+        if self.encoded.len() as u64 > max {
+            return Err(StageError::TooLarge { bytes: self.encoded.len(), max }.into());
+        }
         let outcome = self.engine.apply(&envelope)?;
-        self.staging.command(sequence, |out| envelope.encode_into(out));
+        let encoded = &self.encoded;
+        self.staging.command(sequence, |out| out.extend_from_slice(encoded));
         self.since_checkpoint += 1;
         self.since_state_hash += 1;
         self.since_snapshot += 1;
