@@ -158,7 +158,9 @@ impl Engine {
             cash: &self.cash,
             settlement: &self.settlement,
         };
-        options().serialize_into(out, &image).map_err(|error| match *error {
+        // No limit when writing: with one, bincode first measures the whole state in a pass of
+        // its own (half of a state pass's serializing). The limit bounds what `restore` reads.
+        options().with_no_limit().serialize_into(out, &image).map_err(|error| match *error {
             bincode::ErrorKind::Io(io) => io,
             other => std::io::Error::other(other.to_string()),
         })

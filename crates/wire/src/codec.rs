@@ -42,8 +42,10 @@ pub fn encode_frame(message: &impl Serialize, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     out.push(PROTOCOL_VERSION);
-    // Serializing plain data into a Vec cannot fail.
-    let _ = options(u32::MAX).serialize_into(&mut *out, message);
+    // Serializing plain data into a Vec without a limit cannot fail. (With a limit, bincode
+    // measures the whole message in a pass of its own first; the peer's `frame_bytes_max`
+    // bounds what it reads.)
+    let _ = options(u32::MAX).with_no_limit().serialize_into(&mut *out, message);
     let length = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&length.to_le_bytes());
 }
