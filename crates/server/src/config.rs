@@ -14,7 +14,7 @@ pub struct ServerConfig {
     /// Prometheus metrics (HTTP); none to disable.
     pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
-    /// Largest frame payload accepted.
+    /// Largest frame payload accepted: at most `FRAME_BYTES_LIMIT`.
     pub frame_bytes_max: u32,
     /// Most instructions in one batch.
     pub batch_instructions_max: usize,
@@ -64,6 +64,14 @@ impl Default for ServerConfig {
     }
 }
 
+/// The largest `frame_bytes_max`: half of `ENVELOPE_BYTES_MAX` (16 MiB), what a journal record
+/// holds. A command's journal encoding (variable-length integers) can be larger than its wire
+/// encoding (fixed-width): at worst half again (a `u16` of 251 or more takes 3 bytes instead
+/// of 2, a large `u64` 9 instead of 8); with this bound every
+/// instruction a session accepts can be journaled, and `TenantStore::stage` never refuses one
+/// as too large, which on the shard would fault the tenant.
+pub const FRAME_BYTES_LIMIT: u64 = keel_engine::ENVELOPE_BYTES_MAX / 2;
+
 impl ServerConfig {
     /// Defaults, overridden by `file` if it exists, then by `KEEL_*` variables.
     pub fn load(
@@ -77,7 +85,19 @@ impl ServerConfig {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => ServerConfig::default(),
             Err(error) => return Err(anyhow::anyhow!("{}: {error}", file.display())),
         };
-        config.with_env(env)
+        config.with_env(env)?.checked()
+    }
+
+    /// Refuses settings that would let one client's input fault a tenant.
+    fn checked(self) -> anyhow::Result<ServerConfig> {
+        if u64::from(self.frame_bytes_max) > FRAME_BYTES_LIMIT {
+            anyhow::bail!(
+                "frame_bytes_max = {}: at most {FRAME_BYTES_LIMIT} (half a journal record's \
+                 limit, so that any instruction a frame holds fits a journal record)",
+                self.frame_bytes_max
+            );
+        }
+        Ok(self)
     }
 
     /// These settings, overridden by `KEEL_*` variables.
@@ -150,6 +170,11 @@ mod tests {
         assert!(ServerConfig::load(&file, std::iter::empty()).is_err());
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(ServerConfig::load(&file, std::iter::empty()).is_err());
+        for (frame, ok) in [("8388608", true), ("8388609", false), ("4294967295", false)] {
+            let env = [("KEEL_FRAME_BYTES_MAX".to_owned(), frame.to_owned())];
+            let loaded = ServerConfig::load(&dir.join("absent.toml"), env.into_iter());
+            assert_eq!(loaded.is_ok(), ok, "frame_bytes_max = {frame}");
+        }
         let bad = [("KEEL_LISTEN".to_owned(), "nowhere".to_owned())];
         assert!(ServerConfig::load(&dir.join("absent.toml"), bad.into_iter()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
