@@ -177,6 +177,10 @@ struct StatePass {
     thread: std::thread::JoinHandle<(StateHash, u64)>,
 }
 
+/// The scratch buffer `stage` encodes into keeps at most this much capacity between commands
+/// (a trade is about 80 bytes).
+const ENCODED_KEPT_BYTES: usize = 4 << 10;
+
 /// A command `TenantStore::stage` refused before applying it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StageError {
@@ -277,7 +281,7 @@ impl TenantStore {
             engine,
             writer,
             staging,
-            encoded: Vec::with_capacity(1 << 10),
+            encoded: Vec::with_capacity(ENCODED_KEPT_BYTES),
             options,
             snapshot_dir,
             since_checkpoint: 0,
@@ -330,13 +334,18 @@ impl TenantStore {
         // Encoded first: a command the journal could not hold is refused with nothing changed.
         self.encoded.clear();
         envelope.encode_into(&mut self.encoded);
-        let max = keel_engine::ENVELOPE_BYTES_MAX;
-        if self.encoded.len() as u64 > max {
-            return Err(StageError::TooLarge { bytes: self.encoded.len(), max }.into());
+        let (bytes, max) = (self.encoded.len(), keel_engine::ENVELOPE_BYTES_MAX);
+        if bytes as u64 > max {
+            self.encoded = Vec::with_capacity(ENCODED_KEPT_BYTES);
+            return Err(StageError::TooLarge { bytes, max }.into());
         }
         let outcome = self.engine.apply(&envelope)?;
         let encoded = &self.encoded;
         self.staging.command(sequence, |out| out.extend_from_slice(encoded));
+        if self.encoded.capacity() > ENCODED_KEPT_BYTES {
+            // A large admin command (a price file) leaves no megabytes behind.
+            self.encoded = Vec::with_capacity(ENCODED_KEPT_BYTES);
+        }
         self.since_checkpoint += 1;
         self.since_state_hash += 1;
         self.since_snapshot += 1;
