@@ -171,6 +171,14 @@ impl<T> Chunk<T> {
 }
 
 impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
+    /// A copy of `chunk` with the full chunk capacity, so that pushing into a copied last
+    /// chunk does not reallocate it.
+    fn copy_of(chunk: &[T]) -> Vec<T> {
+        let mut copy = Vec::with_capacity(Self::CHUNK);
+        copy.extend_from_slice(chunk);
+        copy
+    }
+
     pub fn push(&mut self, value: T) {
         if self.len & Self::MASK == 0 {
             let mut chunk = Vec::with_capacity(Self::CHUNK);
@@ -208,16 +216,13 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
     }
 
     /// Chunk `at`, for writing: an owned chunk as it is; a shared one copied first if a copy
-    /// still holds it (the copy gets the full chunk capacity, so pushing into a copied last
-    /// chunk does not reallocate it), and then owned again (`OWNED`).
+    /// still holds it, and then owned again (`OWNED`).
     #[inline]
     fn chunk_mut(&mut self, at: usize) -> &mut Vec<T> {
         let chunk = &mut self.chunks[at];
         if let Chunk::Shared(shared) = chunk {
             if Arc::get_mut(shared).is_none() {
-                let mut copy = Vec::with_capacity(Self::CHUNK);
-                copy.extend_from_slice(shared);
-                *shared = Arc::new(copy);
+                *shared = Arc::new(Self::copy_of(shared));
             }
             if OWNED {
                 let owned = match Arc::get_mut(shared) {
@@ -252,11 +257,7 @@ impl<T: Clone, const OWNED: bool> Clone for CowVec<T, OWNED> {
             .iter()
             .map(|chunk| match chunk {
                 Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
-                Chunk::Owned(owned) => {
-                    let mut copy = Vec::with_capacity(Self::CHUNK);
-                    copy.extend_from_slice(owned);
-                    Chunk::Owned(copy)
-                }
+                Chunk::Owned(owned) => Chunk::Owned(Self::copy_of(owned)),
             })
             .collect();
         Self { chunks, len: self.len }
