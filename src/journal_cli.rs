@@ -112,6 +112,7 @@ fn verify_one(
             match record.kind {
                 RecordKind::Command => commands += 1,
                 RecordKind::Checkpoint | RecordKind::StateHash => checkpoints += 1,
+                RecordKind::Seal => {}
             }
             if record.kind == RecordKind::Command {
                 if let Some((path, hash)) = snapshots.get(&record.sequence) {
@@ -242,6 +243,7 @@ pub fn dump(
                         None => "malformed state-hash record".to_owned(),
                     },
                 ),
+                RecordKind::Seal => ("seal", "end of a group commit: chains its commands".into()),
             };
             let line = if as_json {
                 json!({"sequence": record.sequence, "kind": kind, "segment": segment, "offset": record.offset, "bytes": record.payload.len(), "chain": chain, "detail": detail}).to_string()

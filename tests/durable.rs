@@ -469,10 +469,37 @@ fn a_version_3_journal_of_fixed_width_commands_still_replays() {
     std::fs::write(journal.join("00000001.seg"), &segment).unwrap();
     let _ = std::fs::remove_dir_all(data.snapshot_dir(demo()));
 
-    let (store, recovery) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    let (mut store, recovery) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
     assert_eq!(recovery.commands_replayed, commands.len() as u64);
     assert_eq!(store.engine().state_hash(), in_memory.engine.state_hash());
+
+    // This build goes on in the same segment in its own format (commands sealed per group
+    // commit), and the mixed segment replays, signatures and all.
+    let trade = new_trades("V5");
+    for n in 0..25 {
+        assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+        if n % 10 == 9 {
+            store.flush().unwrap();
+        }
+    }
+    let expected = store.close().unwrap().state_hash();
+    let (store, recovery) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(recovery.commands_replayed, commands.len() as u64 + 25);
+    assert_eq!(store.engine().state_hash(), expected);
     drop(store);
+    let key =
+        keel_journal::keys::load_public_key(&data.node_dir().join(keel_journal::keys::PUBLIC_FILE))
+            .unwrap();
+    let summary = keel_journal::read_journal::<keel_journal::JournalError>(
+        &journal,
+        demo(),
+        keel_journal::Trust::Key(key),
+        None,
+        |_| {},
+        |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!((summary.segments, summary.last_sequence), (1, commands.len() as u64 + 25));
 
     let dump = keel(&["journal", "dump", "--data-dir", dir.path().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&dump.stdout);

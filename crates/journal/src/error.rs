@@ -31,6 +31,10 @@ pub enum Corruption {
     PayloadChecksum,
     #[error("hash chain broken: the record does not follow the one before it")]
     ChainBroken,
+    #[error(
+        "{commands} commands with no seal after them (a chained record must close their group)"
+    )]
+    Unsealed { commands: u64 },
     #[error("sequence {found} where {expected} was expected")]
     Sequence { expected: u64, found: u64 },
     #[error("record is cut short inside a segment that is not the last")]

@@ -10,8 +10,8 @@ use keel_domain::TenantId;
 
 use crate::error::JournalError;
 use crate::format::{
-    encode_record, genesis, tenant_bytes, ChainHash, RecordKind, SegmentHeader, PAYLOAD_BYTES_MAX,
-    SEGMENT_HEADER_BYTES,
+    encode_chained, encode_command, genesis, tenant_bytes, ChainHash, RecordKind, SegmentHeader,
+    PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use crate::keys::NodeKey;
 use crate::scan::{scan_segment, ChainState, Checkpoint, StateHashRecord, TornTail, Trust};
@@ -70,8 +70,12 @@ pub struct Journal {
     backup: Option<File>,
     segment_number: u32,
     segment_len: u64,
-    /// Chain state after the last record appended (buffered or written).
+    /// The last command appended (buffered or written), and the chain value after the last
+    /// chained record (seal, checkpoint or state hash): commands after it are pending.
     state: ChainState,
+    /// Where in `buffer` the commands not yet sealed start: the next chained record covers
+    /// them (format version 5). `commit` always seals, so none are ever written unsealed.
+    pending_from: Option<usize>,
     /// Chain state after the last record written to the file.
     written: ChainState,
     durable_sequence: u64,
@@ -212,6 +216,7 @@ impl Journal {
             segment_number: number,
             segment_len: length,
             state,
+            pending_from: None,
             written: state,
             durable_sequence: state.sequence,
             buffer: Vec::with_capacity(1 << 20),
@@ -265,7 +270,8 @@ impl Journal {
         self.durable_sequence
     }
 
-    /// Chain value after the last record appended.
+    /// Chain value after the last chained record appended (commands are chained by the seal
+    /// that `commit` appends after them).
     pub fn last_chain(&self) -> ChainHash {
         self.state.chain
     }
@@ -281,14 +287,28 @@ impl Journal {
         if payload.len() > PAYLOAD_BYTES_MAX {
             return Err(JournalError::PayloadTooLarge(payload.len()));
         }
-        self.push_record(RecordKind::Command, sequence, payload);
+        self.pending_from.get_or_insert(self.buffer.len());
+        encode_command(&mut self.buffer, sequence, payload);
+        self.state.sequence = sequence;
         Ok(())
     }
 
-    /// Encodes a record into the buffer after the chain's last and advances the chain to it.
-    fn push_record(&mut self, kind: RecordKind, sequence: u64, payload: &[u8]) {
-        let chain = encode_record(&mut self.buffer, &self.state.chain, kind, sequence, payload);
-        self.state = ChainState { chain, sequence };
+    /// Encodes a chained record into the buffer: its chain value covers the pending commands
+    /// before it (none for a checkpoint or state hash, which `seal` first).
+    fn push_chained(&mut self, kind: RecordKind, payload: &[u8]) {
+        let from = self.pending_from.take().unwrap_or(self.buffer.len());
+        let sequence = self.state.sequence;
+        let chain =
+            encode_chained(&mut self.buffer, from, &self.state.chain, kind, sequence, payload);
+        self.state.chain = chain;
+    }
+
+    /// Closes the group of pending commands with a seal record, if any are pending: one
+    /// BLAKE3 pass over all of them.
+    fn seal(&mut self) {
+        if self.pending_from.is_some() {
+            self.push_chained(RecordKind::Seal, &[]);
+        }
     }
 
     /// `state_hash` with the node key's public half and `signature`.
@@ -303,10 +323,12 @@ impl Journal {
         key: &NodeKey,
         state_hash: [u8; 32],
     ) -> Result<(), JournalError> {
+        // Sealed first, so that the signature's chain value covers every command before it.
+        self.seal();
         let sequence = self.state.sequence;
         let signature = key.sign_checkpoint(self.tenant, sequence, &self.state.chain, &state_hash);
         let checkpoint = Self::signed(key, state_hash, signature);
-        self.push_record(RecordKind::Checkpoint, sequence, &checkpoint.encode());
+        self.push_chained(RecordKind::Checkpoint, &checkpoint.encode());
         Ok(())
     }
 
@@ -322,19 +344,20 @@ impl Journal {
         if sequence > at {
             return Err(JournalError::SequenceOutOfOrder { last: at, got: sequence });
         }
+        self.seal();
         let signature = key.sign_state_hash(self.tenant, sequence, &self.state.chain, &state_hash);
         let checkpoint = Self::signed(key, state_hash, signature);
-        self.push_record(
+        self.push_chained(
             RecordKind::StateHash,
-            at,
             &StateHashRecord { sequence, checkpoint }.encode(),
         );
         Ok(())
     }
 
-    /// Writes everything buffered and makes it durable with one `sync_data` (and one on the
-    /// backup copy). Returns the durable sequence. After a failed write the journal refuses
-    /// further work: what reached the disk is unknown until it is reopened and scanned.
+    /// Seals the pending commands, writes everything buffered and makes it durable with one
+    /// `sync_data` (and one on the backup copy). Returns the durable sequence. After a failed
+    /// write the journal refuses further work: what reached the disk is unknown until it is
+    /// reopened and scanned.
     pub fn commit(&mut self) -> Result<u64, JournalError> {
         if self.poisoned {
             return Err(JournalError::Poisoned);
@@ -342,6 +365,7 @@ impl Journal {
         if self.buffer.is_empty() {
             return Ok(self.durable_sequence);
         }
+        self.seal();
         self.poisoned = true;
         let header_only = self.segment_len == SEGMENT_HEADER_BYTES as u64;
         if !header_only

@@ -8,7 +8,8 @@ use keel_domain::TenantId;
 
 use crate::error::{Corruption, JournalError, Location};
 use crate::format::{
-    decode_record_header, is_unwritten, ChainHash, RecordHeader, RecordKind, RECORD_HEADER_BYTES,
+    decode_record_header, is_chained, is_unwritten, ChainHash, RecordHeader, RecordKind,
+    RECORD_HEADER_BYTES,
 };
 use crate::keys::{checkpoint_message, state_hash_message};
 
@@ -21,6 +22,8 @@ pub struct RecordRef<'a> {
     pub version: u8,
     pub kind: RecordKind,
     pub sequence: u64,
+    /// The chain value that vouches for the record: its own, or for a command of format
+    /// version 5 on, that of the seal closing its group commit.
     pub chain: ChainHash,
     pub payload: &'a [u8],
 }
@@ -159,6 +162,11 @@ pub struct ScanEnd {
 /// Scans the records of one segment. `bytes` is the whole segment file and `start` the offset
 /// of its first record. In the last segment a damaged final record is a torn tail (reported,
 /// not an error); anywhere else every fault is corruption.
+///
+/// From format version 5 a command is chained by the seal (or other chained record) after it,
+/// so commands are passed to `visit` only once that record has verified them, each with its
+/// chain value. Commands with no seal after them at the end of the last segment are a group
+/// commit that never finished: a torn tail from the first of them.
 #[allow(
     clippy::too_many_arguments,
     reason = "a scan needs each of these; a struct would only rename them"
@@ -175,16 +183,33 @@ pub fn scan_segment<E: From<JournalError>>(
 ) -> Result<ScanEnd, E> {
     let mut offset = start;
     let mut records = 0;
+    // Commands read since the last chained record, not yet verified by a seal.
+    let mut pending: Vec<(usize, RecordHeader)> = Vec::new();
+    // The last command read, sealed or not.
+    let mut last_command = state.sequence;
     let corrupt =
         |offset: usize, sequence: Option<u64>, corruption: Corruption| JournalError::Corrupt {
             location: Location { segment: path.to_path_buf(), offset: offset as u64, sequence },
             corruption,
         };
-    let torn = |offset: usize, reason: String| TornTail {
-        segment: path.to_path_buf(),
-        offset: offset as u64,
-        bytes: (bytes.len() - offset) as u64,
-        reason,
+    // A torn tail found at `offset`: it starts with the unfinished group's first command.
+    let torn_end = |state: ChainState,
+                    records: u64,
+                    pending: &[(usize, RecordHeader)],
+                    offset: usize,
+                    reason: String| {
+        let from = pending.first().map_or(offset, |(at, _)| *at);
+        let reason = match pending.len() {
+            0 => reason,
+            n => format!("{reason}; the group's {n} earlier command(s), never sealed, go with it"),
+        };
+        let torn = TornTail {
+            segment: path.to_path_buf(),
+            offset: from as u64,
+            bytes: (bytes.len() - from) as u64,
+            reason,
+        };
+        ScanEnd { state, records, end: from as u64, torn: Some(torn) }
     };
     while offset < bytes.len() {
         // Preallocated space that no record has reached yet: the clean end of the segment.
@@ -197,13 +222,13 @@ pub fn scan_segment<E: From<JournalError>>(
         let header = match bytes.get(offset..offset + RECORD_HEADER_BYTES).map(decode_record_header)
         {
             None if last_segment => {
-                let reason = "record header cut short".to_owned();
-                return Ok(ScanEnd {
+                return Ok(torn_end(
                     state,
                     records,
-                    end: offset as u64,
-                    torn: Some(torn(offset, reason)),
-                });
+                    &pending,
+                    offset,
+                    "record header cut short".to_owned(),
+                ));
             }
             None => return Err(corrupt(offset, None, Corruption::Truncated).into()),
             Some(Err(fault)) => {
@@ -215,12 +240,7 @@ pub fn scan_segment<E: From<JournalError>>(
                     None
                 };
                 if let (true, Some(reason)) = (last_segment, reason) {
-                    return Ok(ScanEnd {
-                        state,
-                        records,
-                        end: offset as u64,
-                        torn: Some(torn(offset, reason)),
-                    });
+                    return Ok(torn_end(state, records, &pending, offset, reason));
                 }
                 return Err(corrupt(offset, None, Corruption::Header(fault.to_string())).into());
             }
@@ -230,13 +250,13 @@ pub fn scan_segment<E: From<JournalError>>(
         let sequence = Some(header.sequence);
         if end > bytes.len() {
             if last_segment {
-                let reason = "record payload cut short".to_owned();
-                return Ok(ScanEnd {
+                return Ok(torn_end(
                     state,
                     records,
-                    end: offset as u64,
-                    torn: Some(torn(offset, reason)),
-                });
+                    &pending,
+                    offset,
+                    "record payload cut short".to_owned(),
+                ));
             }
             return Err(corrupt(offset, sequence, Corruption::Truncated).into());
         }
@@ -250,30 +270,41 @@ pub fn scan_segment<E: From<JournalError>>(
                 None
             };
             if let (true, Some(reason)) = (last_segment, reason) {
-                let reason = reason.to_owned();
-                return Ok(ScanEnd {
-                    state,
-                    records,
-                    end: offset as u64,
-                    torn: Some(torn(offset, reason)),
-                });
+                return Ok(torn_end(state, records, &pending, offset, reason.to_owned()));
             }
             return Err(corrupt(offset, sequence, Corruption::PayloadChecksum).into());
         }
         let expected = match header.kind {
-            RecordKind::Command => state.sequence + 1,
-            RecordKind::Checkpoint | RecordKind::StateHash => state.sequence,
+            RecordKind::Command => last_command + 1,
+            RecordKind::Checkpoint | RecordKind::StateHash | RecordKind::Seal => last_command,
         };
         if header.sequence != expected {
             let found = header.sequence;
             return Err(corrupt(offset, sequence, Corruption::Sequence { expected, found }).into());
         }
-        let chain = crate::format::chain_hash(&state.chain, &bytes[offset..offset + 32], payload);
+        last_command = header.sequence;
+        if !is_chained(header.version, header.kind) {
+            pending.push((offset, header));
+            offset = end;
+            continue;
+        }
+        let from = pending.first().map_or(offset, |(at, _)| *at);
+        if from < offset && header.kind != RecordKind::Seal {
+            // A checkpoint signs the chain before it, so the writer seals first.
+            let commands = pending.len() as u64;
+            return Err(corrupt(offset, sequence, Corruption::Unsealed { commands }).into());
+        }
+        let chain = crate::format::chain_hash(
+            &state.chain,
+            &bytes[from..offset],
+            &bytes[offset..offset + 32],
+            payload,
+        );
         if chain != header.chain {
             return Err(corrupt(offset, sequence, Corruption::ChainBroken).into());
         }
         match header.kind {
-            RecordKind::Command => {}
+            RecordKind::Command | RecordKind::Seal => {}
             RecordKind::Checkpoint => {
                 verify_checkpoint(tenant, header.sequence, &state.chain, payload, trust)
                     .map_err(|corruption| corrupt(offset, sequence, corruption))?;
@@ -282,6 +313,20 @@ pub fn scan_segment<E: From<JournalError>>(
                 verify_state_hash(tenant, header.sequence, &state.chain, payload, trust)
                     .map_err(|corruption| corrupt(offset, sequence, corruption))?;
             }
+        }
+        // The seal vouches for its group: pass the commands on, then the seal itself.
+        for (at, command) in pending.drain(..) {
+            let from = at + RECORD_HEADER_BYTES;
+            visit(&RecordRef {
+                segment: path,
+                offset: at as u64,
+                version: command.version,
+                kind: command.kind,
+                sequence: command.sequence,
+                chain,
+                payload: &bytes[from..from + command.length as usize],
+            })?;
+            records += 1;
         }
         visit(&RecordRef {
             segment: path,
@@ -295,6 +340,18 @@ pub fn scan_segment<E: From<JournalError>>(
         state = ChainState { chain, sequence: header.sequence };
         records += 1;
         offset = end;
+    }
+    if let Some((at, first)) = pending.first() {
+        let commands = pending.len() as u64;
+        if last_segment {
+            let reason = format!(
+                "{commands} commands from sequence {} have no seal after them: their group \
+                 commit never finished",
+                first.sequence
+            );
+            return Ok(torn_end(state, records, &[], *at, reason));
+        }
+        return Err(corrupt(*at, Some(first.sequence), Corruption::Unsealed { commands }).into());
     }
     Ok(ScanEnd { state, records, end: offset as u64, torn: None })
 }

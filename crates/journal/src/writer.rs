@@ -398,7 +398,8 @@ mod tests {
         assert_eq!(journal.durable_sequence(), sequence);
         assert_eq!(journal.last_chain(), durable.chain);
 
-        let (mut commands, mut checkpoints, mut state_hashes) = (0_u64, 0, Vec::new());
+        let (mut commands, mut checkpoints, mut seals, mut state_hashes) =
+            (0_u64, 0, 0_usize, Vec::new());
         let trust = Trust::Key(key().verifying_key());
         read_journal::<JournalError>(
             dir.path(),
@@ -414,6 +415,7 @@ mod tests {
                         assert_eq!(record.payload, commands.to_le_bytes());
                     }
                     crate::RecordKind::Checkpoint => checkpoints += 1,
+                    crate::RecordKind::Seal => seals += 1,
                     crate::RecordKind::StateHash => {
                         let attested =
                             crate::StateHashRecord::decode(record.payload).expect("payload");
@@ -427,6 +429,7 @@ mod tests {
         )
         .expect("read");
         assert_eq!((commands, checkpoints), (sequence, 5));
+        assert!((1..=commits + 10).contains(&seals), "a seal per group commit: {seals}");
         assert_eq!(state_hashes, [5, 15, 25, 35, 45], "signed and verified, in order");
     }
 

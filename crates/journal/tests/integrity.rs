@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use keel_domain::TenantId;
 use keel_journal::format::{
-    decode_record_header, encode_record, is_unwritten, RecordKind, RECORD_HEADER_BYTES,
-    SEGMENT_HEADER_BYTES,
+    decode_record_header, encode_chained, encode_command, is_chained, is_unwritten, RecordKind,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use keel_journal::{
     read_journal, Corruption, Journal, JournalError, JournalOptions, NodeKey, Trust,
@@ -114,7 +114,7 @@ fn torn_tails_are_truncated_and_reported_and_nothing_committed_is_lost() {
     // (what the crash left after the last committed record, expected reason fragment)
     let partial_record = {
         let mut bytes = Vec::new();
-        encode_record(&mut bytes, &[0; 32], RecordKind::Command, 31, &payload(31));
+        encode_command(&mut bytes, 31, &payload(31));
         bytes
     };
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -131,6 +131,14 @@ fn torn_tails_are_truncated_and_reported_and_nothing_committed_is_lost() {
             let last = whole.len() - 1;
             whole[last] ^= 0xff;
             whole
+        }),
+        // Whole, valid commands whose seal never reached the disk: the write was cut short.
+        ("have no seal after them", partial_record.clone()),
+        ("the group's 1 earlier command(s), never sealed, go with it", {
+            let mut two = partial_record.clone();
+            encode_command(&mut two, 32, &payload(32));
+            two.truncate(two.len() - 2);
+            two
         }),
     ];
     for (reason, tail) in cases {
@@ -216,7 +224,7 @@ fn preallocated_segments_end_in_zeros_read_back_and_back_up() {
 fn torn_writes_into_preallocated_space_are_truncated_and_reported() {
     let partial_record = {
         let mut bytes = Vec::new();
-        encode_record(&mut bytes, &[0; 32], RecordKind::Command, 1_001, &payload(1_001));
+        encode_command(&mut bytes, 1_701, &payload(1_701));
         bytes
     };
     // (what the crash left in the zeros after the last committed record, reason fragment)
@@ -247,20 +255,21 @@ fn torn_writes_into_preallocated_space_are_truncated_and_reported() {
         ("a page of the record was never written", {
             let mut big = Vec::new();
             let filler = vec![b'x'; 3 * 4096];
-            encode_record(&mut big, &[0; 32], RecordKind::Command, 1_001, &filler);
-            encode_record(&mut big, &[0; 32], RecordKind::Command, 1_002, &payload(1_002));
+            encode_command(&mut big, 1_701, &filler);
+            encode_command(&mut big, 1_702, &payload(1_702));
             big
         }),
     ];
     for (reason, tail) in cases {
         let dir = tempfile::tempdir().unwrap();
-        drop(build_preallocated(dir.path(), 1, 1_000));
+        drop(build_preallocated(dir.path(), 1, 1_700));
         let last = (1..).take_while(|n| segment(dir.path(), *n + 1).exists()).count() as u32 + 1;
         assert!(last >= 2, "{reason}: the last segment is a preallocated one");
         let path = segment(dir.path(), last);
         let mut bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len() as u64, PREALLOCATED_BYTES);
         let committed = keel_journal::format::written_len(&bytes);
+        assert!(committed + 20_000 <= bytes.len(), "room after the records for every tail");
         bytes[committed..committed + tail.len()].copy_from_slice(&tail);
         if reason.contains("a page of the record") {
             let lost = (committed + 4096).next_multiple_of(4096);
@@ -274,9 +283,9 @@ fn torn_writes_into_preallocated_space_are_truncated_and_reported() {
         assert!(torn.reason.contains(reason), "{reason}: {}", torn.reason);
         assert_eq!(torn.offset, committed as u64, "{reason}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), committed as u64, "{reason}");
-        journal.append_batch([(1_001, &payload(1_001)[..])]).unwrap();
+        journal.append_batch([(1_701, &payload(1_701)[..])]).unwrap();
         drop(journal);
-        assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=1_001).collect::<Vec<_>>());
+        assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=1_701).collect::<Vec<_>>());
     }
 }
 
@@ -422,13 +431,14 @@ fn every_corruption_is_detected_and_named() {
 }
 
 /// Changes the payload of record `index` of a segment and recomputes its checksums; with
-/// `rechain`, also recomputes every later record's chain value (what an attacker without the
-/// node key can do), leaving checkpoint signatures as they were.
+/// `rechain`, also recomputes every later chained record's chain value (what an attacker
+/// without the node key can do), leaving checkpoint signatures as they were.
 fn rewrite(path: &Path, index: usize, rechain: bool) {
     let bytes = std::fs::read(path).unwrap();
     let header = keel_journal::format::SegmentHeader::decode(&bytes).unwrap();
     let mut out = bytes[..SEGMENT_HEADER_BYTES].to_vec();
     let mut chain = header.prev_chain;
+    let mut pending_from = out.len();
     for (n, at) in record_offsets(&bytes).into_iter().enumerate() {
         let record = decode_record_header(&bytes[at..at + RECORD_HEADER_BYTES]).unwrap();
         let mut body = bytes
@@ -438,7 +448,13 @@ fn rewrite(path: &Path, index: usize, rechain: bool) {
             body[8] = b'9';
         }
         let start = out.len();
-        let new_chain = encode_record(&mut out, &chain, record.kind, record.sequence, &body);
+        if !is_chained(record.version, record.kind) {
+            encode_command(&mut out, record.sequence, &body);
+            continue;
+        }
+        let new_chain =
+            encode_chained(&mut out, pending_from, &chain, record.kind, record.sequence, &body);
+        pending_from = out.len();
         if !rechain {
             // Keep the stored chain value: only the checksums were fixed up.
             out[start + 32..start + 64].copy_from_slice(&record.chain);

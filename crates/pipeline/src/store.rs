@@ -237,7 +237,7 @@ impl TenantStore {
                 |record, _| match record.kind {
                     RecordKind::Command => replayed += 1,
                     RecordKind::Checkpoint => checkpoints += 1,
-                    RecordKind::StateHash => {}
+                    RecordKind::StateHash | RecordKind::Seal => {}
                 },
             );
             match result {
@@ -988,6 +988,8 @@ fn apply_chunk(
                     }
                 }
             }
+            // The scan has checked the group's chain; nothing to apply.
+            (None, RecordKind::Seal) => {}
             (None, RecordKind::Command) => {
                 let reason = "command was not decoded by the reader".into();
                 return Err(ReplayError::Decode { location: record.location(), reason });
