@@ -6,8 +6,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keel_domain::{TradeAction, TradeReport};
 use keel_wire::{
-    decode_payload, encode_frame, AckResult, ClientMessage, Instruction, ServerMessage,
-    SubmitBatch, FRAME_BYTES_MAX,
+    decode_client_message, decode_payload, encode_frame, AckResult, ClientMessage, Instruction,
+    ServerMessage, SubmitBatch, FRAME_BYTES_MAX,
 };
 
 mod support;
@@ -52,6 +52,14 @@ fn codec(c: &mut Criterion) {
             black_box(
                 decode_payload::<ClientMessage>(black_box(&frame[4..]), FRAME_BYTES_MAX)
                     .expect("decode"),
+            )
+        })
+    });
+    // What the server runs: trade batches read directly, everything else through serde.
+    group.bench_function("decode_client_message_500", |b| {
+        b.iter(|| {
+            black_box(
+                decode_client_message(black_box(&frame[4..]), FRAME_BYTES_MAX).expect("decode"),
             )
         })
     });

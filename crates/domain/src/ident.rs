@@ -22,8 +22,21 @@ pub enum IdentError {
 
 /// Bytes allowed in identifiers: letters, digits and `. _ : / -`.
 pub const fn is_ident_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'/' | b'-')
+    IDENT_BYTES[byte as usize]
 }
+
+/// `is_ident_byte` as a table: one load per byte where the range tests were several branches
+/// (every identifier of every decoded trade goes through it).
+const IDENT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-');
+        byte += 1;
+    }
+    table
+};
 
 /// Inline ASCII string of at most `N` bytes. The unused tail is always zero, so the derived
 /// `Eq`, `Ord` and `Hash` agree with string equality and order.
@@ -39,22 +52,31 @@ impl<const N: usize> InlineStr<N> {
     }
 
     /// As `new_checked`, from bytes: the identifier alphabet is ASCII, so bytes that pass are
-    /// valid UTF-8 without a separate check.
+    /// valid UTF-8 without a separate check. Inlined: the decoders call it for every
+    /// identifier, and the errors are built out of line.
+    #[inline]
     fn from_bytes_checked(kind: &'static str, value: &[u8]) -> Result<Self, IdentError> {
         const { assert!(N <= u8::MAX as usize, "invariant: inline string length fits a u8") };
-        let text = || String::from_utf8_lossy(value).into_owned();
-        if value.is_empty() {
-            return Err(IdentError::Empty { kind });
-        }
-        if value.len() > N {
-            return Err(IdentError::TooLong { kind, value: text(), max: N });
-        }
-        if !value.iter().all(|&byte| is_ident_byte(byte)) {
-            return Err(IdentError::BadCharacter { kind, value: text() });
+        if value.is_empty() || value.len() > N || !value.iter().all(|&byte| is_ident_byte(byte)) {
+            return Err(Self::refusal(kind, value));
         }
         let mut bytes = [0u8; N];
         bytes[..value.len()].copy_from_slice(value);
         Ok(Self { bytes, len: value.len() as u8 })
+    }
+
+    /// Why `from_bytes_checked` refuses `value`.
+    #[cold]
+    #[inline(never)]
+    fn refusal(kind: &'static str, value: &[u8]) -> IdentError {
+        let text = || String::from_utf8_lossy(value).into_owned();
+        if value.is_empty() {
+            IdentError::Empty { kind }
+        } else if value.len() > N {
+            IdentError::TooLong { kind, value: text(), max: N }
+        } else {
+            IdentError::BadCharacter { kind, value: text() }
+        }
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -81,6 +103,13 @@ macro_rules! identifier {
             /// Validates `value` (non-empty, at most `LEN_MAX` bytes, `[A-Za-z0-9._:/-]`).
             pub fn new_checked(value: &str) -> Result<Self, IdentError> {
                 InlineStr::new_checked($kind, value).map(Self)
+            }
+
+            /// `new_checked` from bytes, as a binary decoder has them: the same rules, and
+            /// bytes that pass are ASCII, so no separate UTF-8 check.
+            #[inline]
+            pub fn from_bytes(value: &[u8]) -> Result<Self, IdentError> {
+                InlineStr::from_bytes_checked($kind, value).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -133,7 +162,7 @@ macro_rules! identifier {
                         $name::new_checked(value).map_err(E::custom)
                     }
                     fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<$name, E> {
-                        InlineStr::from_bytes_checked($kind, value).map($name).map_err(E::custom)
+                        $name::from_bytes(value).map_err(E::custom)
                     }
                 }
                 if deserializer.is_human_readable() {

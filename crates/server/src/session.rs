@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use keel_pipeline::{Answer, Request, TenantHandle, TenantMetrics};
 use keel_wire::{
-    decode_payload, error_code, read_frame, write_frame, ClientMessage, Query, ServerMessage,
-    WireError,
+    decode_client_message, error_code, read_frame, write_frame, ClientMessage, Query,
+    ServerMessage, WireError,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -95,7 +95,7 @@ async fn read_loop(
                 fatal(code, error.to_string()).await;
                 return session.map(|s| s.tenant);
             }
-            Ok(Ok(())) => match decode_payload::<ClientMessage>(&buffer, config.frame_bytes_max) {
+            Ok(Ok(())) => match decode_client_message(&buffer, config.frame_bytes_max) {
                 Ok(message) => message,
                 Err(error) => {
                     let code = match error {
