@@ -97,10 +97,11 @@ fn live_futures() -> Vec<(keel_domain::InstrumentId, Price)> {
 
 const ACCOUNTS: [&str; 5] = ["ACME-01", "ACME-02", "BRAVO-01", "CAPITAL-01", "HOUSE"];
 
-/// Most live trades one lane keeps as targets for amends and cancels (33 bytes each). The list
-/// is allocated once: growing it copied it on the pacer's thread (8 MB at a million trades, on a
-/// heap that `realloc` cannot remap), a 25 ms stall in the load generator that every batch
-/// behind it was charged for (docs/benchmarks.md, fifth session).
+/// Most live trades one lane keeps as targets for amends and cancels (each as the number in its
+/// report id, 8 bytes: 2 MB a lane, where the ids themselves took 33 bytes each and the lookups
+/// missed the cache). The list is allocated once: growing it copied it on the pacer's thread
+/// (8 MB at a million trades, on a heap that `realloc` cannot remap), a 25 ms stall in the load
+/// generator that every batch behind it was charged for (docs/benchmarks.md, fifth session).
 const LIVE_MAX: usize = 1 << 18;
 
 /// What one lane needs to make batches: parsed once, so that generating load costs little of
@@ -110,13 +111,13 @@ struct Generator {
     connection: usize,
     next: u64,
     new_percent: u32,
-    /// Trades that can still be amended or cancelled: at most `LIVE_MAX`, allocated up front.
-    live: Vec<keel_domain::ReportId>,
+    /// Trades that can still be amended or cancelled, by the number in their report id: at most
+    /// `LIVE_MAX`, allocated up front.
+    live: Vec<u64>,
     accounts: Vec<keel_domain::AccountId>,
     firm: keel_domain::FirmId,
     today: keel_domain::Date,
     futures: Arc<Vec<(keel_domain::InstrumentId, Price)>>,
-    id: String,
 }
 
 impl Generator {
@@ -135,8 +136,34 @@ impl Generator {
             firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
             today: crate::serve::today(),
             futures,
-            id: String::with_capacity(32),
         }
+    }
+
+    /// Report id number `n` of this lane: `L<connection>-<n>`, written without the formatting
+    /// machinery (a sixth of the generator's time went to `write!` and parsing it back).
+    fn report_id(connection: usize, n: u64) -> keel_domain::ReportId {
+        fn digits(mut value: u64, out: &mut [u8; 20]) -> &[u8] {
+            let mut at = out.len();
+            loop {
+                at -= 1;
+                out[at] = b'0' + (value % 10) as u8;
+                value /= 10;
+                if value == 0 {
+                    return &out[at..];
+                }
+            }
+        }
+        let (mut lane, mut number) = ([0u8; 20], [0u8; 20]);
+        let mut id = [0u8; 42];
+        id[0] = b'L';
+        let lane = digits(connection as u64, &mut lane);
+        let number = digits(n, &mut number);
+        id[1..1 + lane.len()].copy_from_slice(lane);
+        id[1 + lane.len()] = b'-';
+        let end = 2 + lane.len() + number.len();
+        id[2 + lane.len()..end].copy_from_slice(number);
+        keel_domain::ReportId::from_bytes(&id[..end])
+            .unwrap_or_else(|_| unreachable!("load report ids are valid"))
     }
 
     /// The next `size` instructions: `new_percent`% new trades, the rest amends and cancels
@@ -146,13 +173,10 @@ impl Generator {
     }
 
     fn instruction(&mut self) -> Instruction {
-        use std::fmt::Write;
         self.next += 1;
         let n = self.next;
-        self.id.clear();
-        let _ = write!(self.id, "L{}-{n}", self.connection);
-        let report_id: keel_domain::ReportId =
-            self.id.parse().unwrap_or_else(|_| unreachable!("load report ids are valid"));
+        let lane = self.connection;
+        let report_id = Self::report_id(lane, n);
         let (instrument, tick) = self.futures[(n as usize) % self.futures.len()];
         let details = TradeDetails {
             account: self.accounts[(n as usize / 7) % self.accounts.len()],
@@ -173,16 +197,18 @@ impl Generator {
         let live = &mut self.live;
         let action = if roll < self.new_percent || live.len() < 16 {
             if live.len() < LIVE_MAX {
-                live.push(report_id);
+                live.push(n);
             } else {
                 // Full: the new trade takes a random one's place; that one is never touched again.
-                live[(n as usize * 13) % LIVE_MAX] = report_id;
+                live[(n as usize * 13) % LIVE_MAX] = n;
             }
             TradeAction::New(details)
         } else if roll < self.new_percent + (100 - self.new_percent) / 2 {
-            TradeAction::Amend { target: live[(n as usize * 31) % live.len()], details }
+            let target = Self::report_id(lane, live[(n as usize * 31) % live.len()]);
+            TradeAction::Amend { target, details }
         } else {
-            TradeAction::Cancel { target: live.swap_remove((n as usize * 17) % live.len()) }
+            let target = live.swap_remove((n as usize * 17) % live.len());
+            TradeAction::Cancel { target: Self::report_id(lane, target) }
         };
         Instruction::Trade(TradeReport { report_id, action })
     }
@@ -545,4 +571,19 @@ fn axes(svg: &mut String, left: f64, top: f64, width: f64, height: f64, title: &
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generator's report ids are `L<connection>-<n>`, as `format!` writes them.
+    #[test]
+    fn report_ids_are_written_like_format() {
+        let cases = [(0, 0), (3, 1_234_567), (7, 9), (10, 10), (12, u64::MAX), (usize::MAX, 1)];
+        for (connection, n) in cases {
+            let id = Generator::report_id(connection, n);
+            assert_eq!(id.as_str(), format!("L{connection}-{n}"), "{connection} {n}");
+        }
+    }
 }
