@@ -64,6 +64,8 @@ pub struct VerifiedJournal {
     pub last_sequence: u64,
     pub state_hash: String,
     pub torn_tail: Option<String>,
+    /// The final seal's header was damaged and its chain value proves its group.
+    pub repaired_seal: Option<String>,
 }
 
 /// Verifies tenants' journals from their first record: segment order and headers, every
@@ -143,6 +145,15 @@ fn verify_one(
         snapshots: snapshot_checked,
         last_sequence: summary.read.last_sequence,
         state_hash: engine.state_hash().to_string(),
+        repaired_seal: summary.read.repaired_seal.as_ref().map(|r| {
+            format!(
+                "{} offset {} ({}; commands up to sequence {} proven by its chain value)",
+                r.segment.display(),
+                r.offset,
+                r.fault,
+                r.sequence
+            )
+        }),
         torn_tail: summary.read.torn_tail.map(|t| {
             format!(
                 "{} bytes at {} offset {}: {}",
@@ -170,6 +181,9 @@ pub fn render_verify_text(results: &[Verified]) -> String {
                 if let Some(torn) = &v.torn_tail {
                     out += &format!("{}: note: torn tail of {torn} (truncated when the tenant is next opened)\n", result.tenant);
                 }
+                if let Some(seal) = &v.repaired_seal {
+                    out += &format!("{}: note: damaged header of the final seal at {seal} (rewritten when the tenant is next opened)\n", result.tenant);
+                }
             }
             Err(error) => out += &format!("{}: FAILED: {error}\n", result.tenant),
         }
@@ -184,7 +198,7 @@ pub fn render_verify_json(results: &[Verified]) -> Value {
             Ok(v) => json!({
                 "tenant": result.tenant.as_str(), "ok": true, "segments": v.segments,
                 "commands": v.commands, "checkpoints": v.checkpoints, "state_hashes": v.state_hashes, "state_hashes_pending": v.state_hashes_pending, "snapshots": v.snapshots,
-                "last_sequence": v.last_sequence, "state_hash": v.state_hash, "torn_tail": v.torn_tail,
+                "last_sequence": v.last_sequence, "state_hash": v.state_hash, "torn_tail": v.torn_tail, "repaired_seal": v.repaired_seal,
             }),
             Err(error) => json!({"tenant": result.tenant.as_str(), "ok": false, "error": error}),
         })

@@ -525,6 +525,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             torn.reason
                         );
                     }
+                    if let Some(seal) = &recovery.journal.repaired_seal {
+                        eprintln!(
+                            "keel: rewrote the damaged header of the journal's final seal at {} offset {} ({}): its chain value proved its commands, up to sequence {}, all kept",
+                            seal.segment.display(),
+                            seal.offset,
+                            seal.fault,
+                            seal.sequence
+                        );
+                    }
                     report
                 }
             };

@@ -76,6 +76,7 @@ pub fn start_tenants(
             checkpoints = recovery.checkpoints_verified,
             snapshot = ?recovery.snapshot.as_ref().map(|(_, sequence)| sequence),
             torn_tail = ?recovery.journal.torn_tail.as_ref().map(|t| t.bytes),
+            repaired_seal = ?recovery.journal.repaired_seal.as_ref().map(|r| r.sequence),
             "tenant recovered"
         );
         started.push(tenant);

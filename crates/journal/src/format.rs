@@ -244,6 +244,17 @@ fn push_header(
     start
 }
 
+/// The first 32 bytes of the seal this build writes after command `sequence`: every byte of a
+/// seal's header but its chain value follows from the sequence alone, which lets a scan rebuild
+/// a damaged one (`scan_segment`).
+pub fn seal_header(sequence: u64) -> [u8; 32] {
+    let mut out = Vec::with_capacity(32);
+    push_header(&mut out, FORMAT_VERSION, RecordKind::Seal, sequence, &[]);
+    let mut header = [0u8; 32];
+    header.copy_from_slice(&out);
+    header
+}
+
 /// Whether a record of `kind` written in format `version` carries a chain value of its own:
 /// every record before version 5, and from it every record but a command.
 pub fn is_chained(version: u8, kind: RecordKind) -> bool {

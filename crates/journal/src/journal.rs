@@ -14,7 +14,9 @@ use crate::format::{
     PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES,
 };
 use crate::keys::NodeKey;
-use crate::scan::{scan_segment, ChainState, Checkpoint, StateHashRecord, TornTail, Trust};
+use crate::scan::{
+    scan_segment, ChainState, Checkpoint, RepairedSeal, StateHashRecord, TornTail, Trust,
+};
 use crate::segments::{check_header, list_segments, segment_name};
 
 /// Tunables, with units last.
@@ -58,6 +60,9 @@ pub struct OpenReport {
     pub last_sequence: u64,
     /// A partial final record left by a crash, now truncated. Never an acknowledged record.
     pub torn_tail: Option<TornTail>,
+    /// The final seal's header, damaged but proven by its chain value, now written back: its
+    /// group of commands was kept.
+    pub repaired_seal: Option<RepairedSeal>,
 }
 
 /// An open journal for appending.
@@ -142,8 +147,13 @@ impl Journal {
         let Some((number, path)) = segments.last().cloned() else {
             let state = ChainState { chain: genesis(tenant), sequence: 0 };
             let journal = Self::create_segment(dir, tenant, options, 1, state)?;
-            let report =
-                OpenReport { segments: 1, records_in_last_segment: 0, last_sequence: 0, torn_tail };
+            let report = OpenReport {
+                segments: 1,
+                records_in_last_segment: 0,
+                last_sequence: 0,
+                torn_tail,
+                repaired_seal: None,
+            };
             return Ok((journal, report));
         };
         let bytes = std::fs::read(&path).map_err(JournalError::io(&path))?;
@@ -169,6 +179,11 @@ impl Journal {
             file.sync_all().map_err(JournalError::io(&path))?;
             torn_tail = Some(torn);
         }
+        if let Some(seal) = &end.repaired {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&seal.header, seal.offset).map_err(JournalError::io(&path))?;
+            file.sync_data().map_err(JournalError::io(&path))?;
+        }
         use std::io::Seek;
         // Not the file's end: a preallocated segment goes on with zero bytes after its records.
         file.seek(std::io::SeekFrom::Start(end.end)).map_err(JournalError::io(&path))?;
@@ -178,6 +193,7 @@ impl Journal {
             records_in_last_segment: end.records,
             last_sequence: end.state.sequence,
             torn_tail,
+            repaired_seal: end.repaired,
         };
         let journal =
             Journal::assemble(dir, tenant, options, (file, backup), number, end.end, end.state);

@@ -36,8 +36,8 @@ pub use journal::{Journal, JournalOptions, OpenReport};
 pub use keys::NodeKey;
 pub use reader::{read_journal, ReadSummary, StartAfter};
 pub use scan::{
-    Checkpoint, RecordRef, StateClaim, StateHashRecord, TornTail, Trust, DEFERRED_STATE_HASH,
-    NO_STATE_HASH,
+    Checkpoint, RecordRef, RepairedSeal, StateClaim, StateHashRecord, TornTail, Trust,
+    DEFERRED_STATE_HASH, NO_STATE_HASH,
 };
 pub use snapshot::{
     list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Pacing,

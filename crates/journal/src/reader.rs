@@ -6,7 +6,7 @@ use keel_domain::TenantId;
 
 use crate::error::{Corruption, JournalError, Location};
 use crate::format::{genesis, ChainHash, SEGMENT_HEADER_BYTES};
-use crate::scan::{scan_segment, ChainState, RecordRef, TornTail, Trust};
+use crate::scan::{scan_segment, ChainState, RecordRef, RepairedSeal, TornTail, Trust};
 use crate::segments::{check_header, list_segments};
 
 /// Where to start: after the record carrying this sequence whose chain value is `chain` (a
@@ -29,6 +29,9 @@ pub struct ReadSummary {
     pub last_chain: ChainHash,
     /// A torn tail in the last segment (a journal not reopened since a crash).
     pub torn_tail: Option<TornTail>,
+    /// A final seal whose damaged header its chain value proves (rewritten when the journal is
+    /// next opened for appending).
+    pub repaired_seal: Option<RepairedSeal>,
 }
 
 /// Reads the journal in `dir`, checking segment order and headers, every record's header,
@@ -47,6 +50,7 @@ pub fn read_journal<E: From<JournalError>>(
     let mut state = ChainState { chain: genesis(tenant), sequence: 0 };
     let mut records = 0;
     let mut torn_tail = None;
+    let mut repaired_seal = None;
     let after = start.map_or(0, |s| s.sequence);
     let mut start_seen = start.is_none() || after == 0;
     let count = segments.len();
@@ -132,6 +136,7 @@ pub fn read_journal<E: From<JournalError>>(
         records += end.records;
         state = end.state;
         torn_tail = end.torn;
+        repaired_seal = end.repaired;
         progress(bytes.len() as u64);
     }
     if !start_seen {
@@ -147,6 +152,7 @@ pub fn read_journal<E: From<JournalError>>(
         last_sequence: state.sequence,
         last_chain: state.chain,
         torn_tail,
+        repaired_seal,
     })
 }
 

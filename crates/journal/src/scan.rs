@@ -157,6 +157,22 @@ pub struct ScanEnd {
     /// Offset just after the last good record.
     pub end: u64,
     pub torn: Option<TornTail>,
+    pub repaired: Option<RepairedSeal>,
+}
+
+/// The journal's final seal with a damaged header (a flipped bit: the page was written) whose
+/// chain value still proves its group: BLAKE3 over the previous chain, every command of the
+/// group and the seal header rebuilt from their last sequence gives the stored value. The
+/// group is kept, where a torn tail would drop it with its acknowledged commands, and
+/// `Journal::open` writes `header` back in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairedSeal {
+    pub segment: std::path::PathBuf,
+    pub offset: u64,
+    /// The last command of the group.
+    pub sequence: u64,
+    pub header: [u8; RECORD_HEADER_BYTES],
+    pub fault: String,
 }
 
 /// Scans the records of one segment. `bytes` is the whole segment file and `start` the offset
@@ -209,8 +225,9 @@ pub fn scan_segment<E: From<JournalError>>(
             bytes: (bytes.len() - from) as u64,
             reason,
         };
-        ScanEnd { state, records, end: from as u64, torn: Some(torn) }
+        ScanEnd { state, records, end: from as u64, torn: Some(torn), repaired: None }
     };
+    let mut repaired = None;
     while offset < bytes.len() {
         // Preallocated space that no record has reached yet: the clean end of the segment.
         // (In a closed segment too: the next segment's header says where the chain stood, so
@@ -231,6 +248,51 @@ pub fn scan_segment<E: From<JournalError>>(
                 ));
             }
             None => return Err(corrupt(offset, None, Corruption::Truncated).into()),
+            Some(Err(fault))
+                if last_segment && proven_seal(bytes, offset, &state, &pending).is_some() =>
+            {
+                // Checked twice on this rare path, so that the usual one stays a plain match.
+                let Some(header) = proven_seal(bytes, offset, &state, &pending) else {
+                    unreachable!("checked by the guard")
+                };
+                let sequence = last_command;
+                let chain: ChainHash = header[32..].try_into().unwrap_or_else(|_| unreachable!());
+                let from = pending.first().map_or(offset, |(at, _)| *at);
+                for (at, command) in pending.drain(..) {
+                    let start = at + RECORD_HEADER_BYTES;
+                    visit(&RecordRef {
+                        segment: path,
+                        offset: at as u64,
+                        version: command.version,
+                        kind: command.kind,
+                        sequence: command.sequence,
+                        chain,
+                        payload: &bytes[start..start + command.length as usize],
+                    })?;
+                    records += 1;
+                }
+                debug_assert!(from < offset, "invariant: a proven seal closes commands");
+                visit(&RecordRef {
+                    segment: path,
+                    offset: offset as u64,
+                    version: crate::format::FORMAT_VERSION,
+                    kind: RecordKind::Seal,
+                    sequence,
+                    chain,
+                    payload: &[],
+                })?;
+                records += 1;
+                state = ChainState { chain, sequence };
+                repaired = Some(RepairedSeal {
+                    segment: path.to_path_buf(),
+                    offset: offset as u64,
+                    sequence,
+                    header,
+                    fault: fault.to_string(),
+                });
+                offset += RECORD_HEADER_BYTES;
+                continue;
+            }
             Some(Err(fault)) => {
                 let reason = if lost_page(bytes, offset, offset + RECORD_HEADER_BYTES) {
                     Some(format!("{fault}: the page it starts in was never written"))
@@ -353,7 +415,35 @@ pub fn scan_segment<E: From<JournalError>>(
         }
         return Err(corrupt(*at, Some(first.sequence), Corruption::Unsealed { commands }).into());
     }
-    Ok(ScanEnd { state, records, end: offset as u64, torn: None })
+    Ok(ScanEnd { state, records, end: offset as u64, torn: None, repaired })
+}
+
+/// The whole header a damaged record at `offset` would have as the seal of the `pending`
+/// commands, when that is what it is: the final record of the segment (only zeros, or nothing,
+/// after its 64 bytes), on a page that was written, and with a stored chain value equal to the
+/// one its group and the rebuilt header give. A BLAKE3 match is proof: no crash or flipped bit
+/// makes one by chance.
+fn proven_seal(
+    bytes: &[u8],
+    offset: usize,
+    state: &ChainState,
+    pending: &[(usize, RecordHeader)],
+) -> Option<[u8; RECORD_HEADER_BYTES]> {
+    let (first, _) = pending.first()?;
+    let (_, last) = pending.last()?;
+    let end = offset + RECORD_HEADER_BYTES;
+    if end > bytes.len() || !is_unwritten(&bytes[end..]) || lost_page(bytes, offset, end) {
+        return None;
+    }
+    let rebuilt = crate::format::seal_header(last.sequence);
+    let chain = crate::format::chain_hash(&state.chain, &bytes[*first..offset], &rebuilt, &[]);
+    if bytes[offset + 32..end] != chain {
+        return None;
+    }
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    header[..32].copy_from_slice(&rebuilt);
+    header[32..].copy_from_slice(&chain);
+    Some(header)
 }
 
 fn verify_checkpoint(
