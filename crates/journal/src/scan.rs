@@ -257,21 +257,7 @@ pub fn scan_segment<E: From<JournalError>>(
                 };
                 let sequence = last_command;
                 let chain: ChainHash = header[32..].try_into().unwrap_or_else(|_| unreachable!());
-                let from = pending.first().map_or(offset, |(at, _)| *at);
-                for (at, command) in pending.drain(..) {
-                    let start = at + RECORD_HEADER_BYTES;
-                    visit(&RecordRef {
-                        segment: path,
-                        offset: at as u64,
-                        version: command.version,
-                        kind: command.kind,
-                        sequence: command.sequence,
-                        chain,
-                        payload: &bytes[start..start + command.length as usize],
-                    })?;
-                    records += 1;
-                }
-                debug_assert!(from < offset, "invariant: a proven seal closes commands");
+                records += visit_group(path, bytes, &mut pending, chain, &mut visit)?;
                 visit(&RecordRef {
                     segment: path,
                     offset: offset as u64,
@@ -377,19 +363,7 @@ pub fn scan_segment<E: From<JournalError>>(
             }
         }
         // The seal vouches for its group: pass the commands on, then the seal itself.
-        for (at, command) in pending.drain(..) {
-            let from = at + RECORD_HEADER_BYTES;
-            visit(&RecordRef {
-                segment: path,
-                offset: at as u64,
-                version: command.version,
-                kind: command.kind,
-                sequence: command.sequence,
-                chain,
-                payload: &bytes[from..from + command.length as usize],
-            })?;
-            records += 1;
-        }
+        records += visit_group(path, bytes, &mut pending, chain, &mut visit)?;
         visit(&RecordRef {
             segment: path,
             offset: offset as u64,
@@ -416,6 +390,31 @@ pub fn scan_segment<E: From<JournalError>>(
         return Err(corrupt(*at, Some(first.sequence), Corruption::Unsealed { commands }).into());
     }
     Ok(ScanEnd { state, records, end: offset as u64, torn: None, repaired })
+}
+
+/// Passes the commands of a group that its seal (or checkpoint) has just verified to `visit`,
+/// each with that record's chain value, and empties `pending`. Returns how many.
+fn visit_group<E>(
+    path: &Path,
+    bytes: &[u8],
+    pending: &mut Vec<(usize, RecordHeader)>,
+    chain: ChainHash,
+    visit: &mut impl FnMut(&RecordRef<'_>) -> Result<(), E>,
+) -> Result<u64, E> {
+    let count = pending.len() as u64;
+    for (at, command) in pending.drain(..) {
+        let from = at + RECORD_HEADER_BYTES;
+        visit(&RecordRef {
+            segment: path,
+            offset: at as u64,
+            version: command.version,
+            kind: command.kind,
+            sequence: command.sequence,
+            chain,
+            payload: &bytes[from..from + command.length as usize],
+        })?;
+    }
+    Ok(count)
 }
 
 /// The whole header a damaged record at `offset` would have as the seal of the `pending`
