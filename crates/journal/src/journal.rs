@@ -156,7 +156,7 @@ impl Journal {
             };
             return Ok((journal, report));
         };
-        let bytes = std::fs::read(&path).map_err(JournalError::io(&path))?;
+        let mut bytes = std::fs::read(&path).map_err(JournalError::io(&path))?;
         let header = check_header(&path, &bytes, number, tenant)?;
         let start = ChainState { chain: header.prev_chain, sequence: header.prev_sequence };
         let end = scan_segment::<JournalError>(
@@ -183,6 +183,9 @@ impl Journal {
             use std::os::unix::fs::FileExt;
             file.write_all_at(&seal.header, seal.offset).map_err(JournalError::io(&path))?;
             file.sync_data().map_err(JournalError::io(&path))?;
+            // The backup copy is brought level with the repaired bytes, not the damaged ones.
+            let at = seal.offset as usize;
+            bytes[at..at + seal.header.len()].copy_from_slice(&seal.header);
         }
         use std::io::Seek;
         // Not the file's end: a preallocated segment goes on with zero bytes after its records.

@@ -557,13 +557,19 @@ fn a_damaged_final_seal_is_proven_by_its_chain_and_rewritten() {
             "byte {at}: {error:?}"
         );
     }
-    // Repaired, the journal goes on and reads back whole.
+    // Repaired, the journal goes on and reads back whole, its continuous backup (which holds
+    // the seal as written) still level with it.
+    std::fs::write(&path, &pristine).unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    keel_journal::sync_backup(dir.path(), backup.path()).unwrap();
     let mut bytes = pristine.clone();
     bytes[seal + 2] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
-    let (mut journal, _) =
-        Journal::open(dir.path(), tenant("alpha"), JournalOptions::default()).unwrap();
+    let options =
+        JournalOptions { backup_dir: Some(backup.path().to_path_buf()), ..Default::default() };
+    let (mut journal, _) = Journal::open(dir.path(), tenant("alpha"), options).unwrap();
     journal.append_batch([(26, &payload(26)[..])]).unwrap();
     drop(journal);
     assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=26).collect::<Vec<_>>());
+    assert_eq!(read_all(backup.path(), "alpha").unwrap(), (1..=26).collect::<Vec<_>>());
 }
