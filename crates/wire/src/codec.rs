@@ -66,7 +66,10 @@ pub fn decode_client_message(
     payload: &[u8],
     limit: u32,
 ) -> Result<crate::message::ClientMessage, WireError> {
-    if let Some((&PROTOCOL_VERSION, body)) = payload.split_first() {
+    // Only within the limit, as `read_frame` always delivers; anything else is serde's to judge.
+    if let (Some((&PROTOCOL_VERSION, body)), true) =
+        (payload.split_first(), payload.len() <= limit as usize)
+    {
         if let Some(message) = crate::batch::decode_submit_batch(body) {
             return Ok(message);
         }
@@ -206,6 +209,22 @@ mod tests {
         encode_frame(&batch, &mut out);
         let payload = &out[4..];
         assert_eq!(decode_payload::<ClientMessage>(payload, FRAME_BYTES_MAX).unwrap(), batch);
+        // The server's decoder gives the same answers, value or error, and keeps the limit.
+        let mut cut = payload.to_vec();
+        cut.truncate(payload.len() - 3);
+        let mut wrong_version = payload.to_vec();
+        wrong_version[0] = 9;
+        for (bytes, limit) in [
+            (payload.to_vec(), FRAME_BYTES_MAX),
+            (payload.to_vec(), payload.len() as u32 - 10),
+            (cut, FRAME_BYTES_MAX),
+            (wrong_version, FRAME_BYTES_MAX),
+            (Vec::new(), FRAME_BYTES_MAX),
+        ] {
+            let direct = format!("{:?}", decode_client_message(&bytes, limit));
+            let serde = format!("{:?}", decode_payload::<ClientMessage>(&bytes, limit));
+            assert_eq!(direct, serde, "{} bytes, limit {limit}", bytes.len());
+        }
         let mut trailing = payload.to_vec();
         trailing.push(0);
         assert!(matches!(
