@@ -248,38 +248,35 @@ pub fn scan_segment<E: From<JournalError>>(
                 ));
             }
             None => return Err(corrupt(offset, None, Corruption::Truncated).into()),
-            Some(Err(fault))
-                if last_segment && proven_seal(bytes, offset, &state, &pending).is_some() =>
-            {
-                // Checked twice on this rare path, so that the usual one stays a plain match.
-                let Some(header) = proven_seal(bytes, offset, &state, &pending) else {
-                    unreachable!("checked by the guard")
-                };
-                let sequence = last_command;
-                let chain: ChainHash = header[32..].try_into().unwrap_or_else(|_| unreachable!());
-                records += visit_group(path, bytes, &mut pending, chain, &mut visit)?;
-                visit(&RecordRef {
-                    segment: path,
-                    offset: offset as u64,
-                    version: crate::format::FORMAT_VERSION,
-                    kind: RecordKind::Seal,
-                    sequence,
-                    chain,
-                    payload: &[],
-                })?;
-                records += 1;
-                state = ChainState { chain, sequence };
-                repaired = Some(RepairedSeal {
-                    segment: path.to_path_buf(),
-                    offset: offset as u64,
-                    sequence,
-                    header,
-                    fault: fault.to_string(),
-                });
-                offset += RECORD_HEADER_BYTES;
-                continue;
-            }
             Some(Err(fault)) => {
+                // The final seal, with a flipped bit in its header and a chain value that
+                // proves its group: kept, and rebuilt (`Journal::open` writes it back).
+                let proven =
+                    if last_segment { proven_seal(bytes, offset, &state, &pending) } else { None };
+                if let Some((header, chain)) = proven {
+                    let sequence = last_command;
+                    records += visit_group(path, bytes, &mut pending, chain, &mut visit)?;
+                    visit(&RecordRef {
+                        segment: path,
+                        offset: offset as u64,
+                        version: crate::format::FORMAT_VERSION,
+                        kind: RecordKind::Seal,
+                        sequence,
+                        chain,
+                        payload: &[],
+                    })?;
+                    records += 1;
+                    state = ChainState { chain, sequence };
+                    repaired = Some(RepairedSeal {
+                        segment: path.to_path_buf(),
+                        offset: offset as u64,
+                        sequence,
+                        header,
+                        fault: fault.to_string(),
+                    });
+                    offset += RECORD_HEADER_BYTES;
+                    continue;
+                }
                 let reason = if lost_page(bytes, offset, offset + RECORD_HEADER_BYTES) {
                     Some(format!("{fault}: the page it starts in was never written"))
                 } else if !any_record_after(bytes, offset + 1) {
@@ -417,8 +414,8 @@ fn visit_group<E>(
     Ok(count)
 }
 
-/// The whole header a damaged record at `offset` would have as the seal of the `pending`
-/// commands, when that is what it is: the final record of the segment (only zeros, or nothing,
+/// The whole header, and its chain value, that a damaged record at `offset` would have as the
+/// seal of the `pending` commands, when that is what it is: the final record of the segment (only zeros, or nothing,
 /// after its 64 bytes), on a page that was written, and with a stored chain value equal to the
 /// one its group and the rebuilt header give. A BLAKE3 match is proof: no crash or flipped bit
 /// makes one by chance.
@@ -427,7 +424,7 @@ fn proven_seal(
     offset: usize,
     state: &ChainState,
     pending: &[(usize, RecordHeader)],
-) -> Option<[u8; RECORD_HEADER_BYTES]> {
+) -> Option<([u8; RECORD_HEADER_BYTES], ChainHash)> {
     let (first, _) = pending.first()?;
     let (_, last) = pending.last()?;
     let end = offset + RECORD_HEADER_BYTES;
@@ -442,7 +439,7 @@ fn proven_seal(
     let mut header = [0u8; RECORD_HEADER_BYTES];
     header[..32].copy_from_slice(&rebuilt);
     header[32..].copy_from_slice(&chain);
-    Some(header)
+    Some((header, chain))
 }
 
 fn verify_checkpoint(
