@@ -10,12 +10,14 @@
 //! - `reject`: `CaptureError`, every rejection with its stable wire code.
 //! - `table`: line-numbered CSV reading shared by the loaders.
 //! - `cow`: `CowVec`, the chunked copy-on-write arena behind the engine's large tables.
+//! - `index`: `SlotIndex`, the hash index into those arenas, built for batched lookups.
 
 pub mod account;
 pub mod cow;
 pub mod date;
 pub mod fixed;
 pub mod ident;
+pub mod index;
 pub mod instrument;
 pub mod reject;
 pub mod table;

@@ -6,12 +6,15 @@
 //! The index grows incrementally, as the report index does (trade-capture's `reports.rs`): a
 //! full index answers for the positions not yet moved while one twice its size takes new ones
 //! and a few moved ones per insert, so a tenant passing 458k or 917k positions does not stall
-//! for a rehash of all of them.
+//! for a rehash of all of them. The index is a `KeyedIndex` (keel-domain's `index.rs`), whose
+//! first slot for a key can be loaded ahead of the lookup: [`PositionBook::touch`].
 
+use std::hash::BuildHasher;
+
+use keel_domain::index::KeyedIndex;
 use keel_domain::CowVec;
 use keel_position_keeping::Position;
 use keel_trade_capture::{AccountKey, InstrumentKey};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// Positions are keyed by (account, instrument) packed in one integer.
@@ -28,11 +31,20 @@ pub(crate) struct PositionBook {
     keys: CowVec<u64>,
     positions: CowVec<Position>,
     #[serde(skip)]
-    index: FxHashMap<u64, u32>,
+    index: KeyedIndex,
     /// While the index grows: the full one it replaces, with `[next, end)` of the arena
     /// still only in it.
     #[serde(skip)]
-    growing: Option<(FxHashMap<u64, u32>, usize, usize)>,
+    growing: Option<(KeyedIndex, usize, usize)>,
+}
+
+#[inline]
+fn hash(key: u64) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(key)
+}
+
+fn rehash(key: u64, _: u32) -> u64 {
+    hash(key)
 }
 
 /// Positions moved into a growing index per new position (see `reports.rs`'s `GROW_STEP`).
@@ -41,8 +53,18 @@ const GROW_STEP: usize = 4;
 impl PositionBook {
     #[inline]
     fn slot(&self, key: u64) -> Option<u32> {
-        let found = self.index.get(&key);
-        found.or_else(|| self.growing.as_ref().and_then(|(old, ..)| old.get(&key))).copied()
+        let hash = hash(key);
+        let found = self.index.find(hash, key, |_| true);
+        found.or_else(|| self.growing.as_ref().and_then(|(old, ..)| old.find(hash, key, |_| true)))
+    }
+
+    /// Loads the index slot where a lookup of `key` starts (in both indexes while one grows)
+    /// and returns a value that depends on it: see `KeyedIndex::touch`.
+    #[inline]
+    pub(crate) fn touch(&self, key: u64) -> u32 {
+        let hash = hash(key);
+        let old = self.growing.as_ref().map_or(0, |(old, ..)| old.touch(hash));
+        self.index.touch(hash) ^ old
     }
 
     #[inline]
@@ -54,15 +76,14 @@ impl PositionBook {
                     self.move_some(GROW_STEP);
                 } else if self.index.len() >= self.index.capacity() {
                     let capacity = (self.index.capacity() * 2).max(64);
-                    let mut bigger = FxHashMap::default();
-                    bigger.reserve(capacity);
+                    let bigger = KeyedIndex::with_capacity(capacity);
                     let old = std::mem::replace(&mut self.index, bigger);
                     self.growing = Some((old, 0, self.keys.len()));
                 }
                 let slot = self.positions.len() as u32;
                 self.keys.push(key);
                 self.positions.push(Position::new());
-                self.index.insert(key, slot);
+                self.index.insert_unique(hash(key), key, slot, rehash);
                 slot
             }
         };
@@ -74,7 +95,8 @@ impl PositionBook {
         let Some((_, next, end)) = &mut self.growing else { return };
         let stop = (*end).min(next.saturating_add(count));
         for slot in *next..stop {
-            self.index.insert(self.keys[slot], slot as u32);
+            let key = self.keys[slot];
+            self.index.insert_unique(hash(key), key, slot as u32, rehash);
         }
         *next = stop;
         if stop == *end {
@@ -108,7 +130,7 @@ impl PositionBook {
         PositionBook {
             keys: self.keys.share(),
             positions: self.positions.share(),
-            index: FxHashMap::default(),
+            index: KeyedIndex::new(),
             growing: None,
         }
     }
@@ -119,12 +141,16 @@ impl PositionBook {
         let additional = positions.saturating_sub(self.positions.len());
         self.keys.reserve(additional);
         self.positions.reserve(additional);
-        self.index.reserve(additional);
+        self.index.reserve(additional, rehash);
     }
 
     /// Rebuilds the index after deserialization.
     pub(crate) fn reindex(&mut self) {
-        self.index = self.keys.iter().enumerate().map(|(slot, key)| (*key, slot as u32)).collect();
+        let mut index = KeyedIndex::with_capacity(self.keys.len());
+        for (slot, &key) in self.keys.iter().enumerate() {
+            index.insert_unique(hash(key), key, slot as u32, rehash);
+        }
+        self.index = index;
         self.growing = None;
     }
 }

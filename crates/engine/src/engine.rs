@@ -171,6 +171,11 @@ impl Engine {
     /// time waits for each in turn. The return value only keeps the reads from being
     /// optimized away. Costs a second hash per lookup; pays off once the tenant's state is
     /// larger than the cache.
+    ///
+    /// It goes in passes, each a short loop whose loads do not depend on one another, and
+    /// each finding in cache what the one before brought in: a lookup is a chain of misses
+    /// (index slot, record, trade, position index slot, position, its bookings), and a loop
+    /// that walked each chain to its end kept about one miss in flight.
     pub fn probe<'a, I>(&self, reports: I) -> u64
     where
         I: IntoIterator<Item = &'a TradeReport>,
@@ -179,43 +184,56 @@ impl Engine {
         let reports = reports.into_iter();
         let capture = &self.capture;
         let reference = capture.reference();
-        let position = |account: AccountKey, instrument: InstrumentKey| {
-            self.positions.get(position_key(account, instrument)).map_or(0, Position::probe)
+        let target = |report: &'a TradeReport| match &report.action {
+            TradeAction::Amend { target, .. } | TradeAction::Cancel { target } => Some(target),
+            TradeAction::New(_) => None,
         };
         let mut sum = 0_u64;
-        // First the report index alone: a short loop of independent lookups (each report's
-        // own id, and the one it amends or cancels), so the CPU keeps several of their misses
-        // in flight. Mixed with the rest of a report's probes, the loop body was too long for
-        // more than about one.
+        // 1. The report index's slots for each report's own id and the one it amends or
+        // cancels: loads with no branch on what they hold.
+        for report in reports.clone() {
+            sum = sum.wrapping_add(u64::from(capture.touch_report(&report.report_id)));
+            if let Some(target) = target(report) {
+                sum = sum.wrapping_add(u64::from(capture.touch_report(target)));
+            }
+        }
+        // 2. The lookups themselves, their slots now in cache: a target's record is the miss
+        // left, and the loop is short enough to keep several in flight.
         let record = |id| capture.report(id).map_or(0, |record| record.sequence);
         for report in reports.clone() {
             sum = sum.wrapping_add(record(&report.report_id));
-            if let TradeAction::Amend { target, .. } | TradeAction::Cancel { target } =
-                &report.action
-            {
+            if let Some(target) = target(report) {
                 sum = sum.wrapping_add(record(target));
             }
         }
-        // Then what they lead to (the index now in cache): the trade, the account, the position.
+        // 3. The positions they book to: the amended or cancelled trade's (its record now in
+        // cache, the trade the miss), and the new details' (account and instrument from the
+        // small reference maps); each position's index slot touched as its key is known.
+        let mut keys = Vec::with_capacity(2 * reports.size_hint().0);
         for report in reports {
             let (target, details) = match &report.action {
                 TradeAction::New(details) => (None, Some(details)),
                 TradeAction::Amend { target, details } => (Some(target), Some(details)),
                 TradeAction::Cancel { target } => (Some(target), None),
             };
-            // The trade an amend or cancel reverses, and the position it was booked to.
             if let Some(trade) = target.and_then(|target| capture.find_trade(target)) {
                 let trade = capture.trade(trade);
-                sum = sum.wrapping_add(position(trade.account, trade.instrument));
+                keys.push(position_key(trade.account, trade.instrument));
             }
-            // The position a new or amended trade books to.
             if let Some(details) = details {
                 let account = reference.account_key(&details.account);
                 let instrument = reference.instrument_key(&details.instrument);
                 if let (Some(account), Some(instrument)) = (account, instrument) {
-                    sum = sum.wrapping_add(position(account, instrument));
+                    keys.push(position_key(account, instrument));
                 }
             }
+        }
+        for &key in &keys {
+            sum = sum.wrapping_add(u64::from(self.positions.touch(key)));
+        }
+        // 4. The positions and the bookings a booking reads.
+        for &key in &keys {
+            sum = sum.wrapping_add(self.positions.get(key).map_or(0, Position::probe));
         }
         sum
     }

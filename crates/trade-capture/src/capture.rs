@@ -136,6 +136,13 @@ impl Capture {
         self.reports.get(report_id)
     }
 
+    /// Loads the report index slot where a lookup of `report_id` starts, for a batch's probe
+    /// (`ReportTable::touch`).
+    #[inline]
+    pub fn touch_report(&self, report_id: &ReportId) -> u32 {
+        self.reports.touch(report_id)
+    }
+
     pub fn groups(&self) -> &[GroupRecord] {
         &self.groups
     }

@@ -3,8 +3,10 @@
 //! One record per accepted instruction is the largest per-trade cost of a tenant's state, so
 //! the table is an arena (`CowVec<ReportRecord>`, 64 bytes a record, in acceptance order,
 //! shared copy-on-write with snapshot images) with a hash index of `u32` positions beside it
-//! (`hashbrown::HashTable`, 5 bytes a slot) instead of a map holding the records in its slots,
-//! where the load factor would double their cost.
+//! (`keel_domain::index::TaggedIndex`, 8 bytes a slot) instead of a map holding the records in
+//! its slots, where the load factor would double their cost. The index is laid out for
+//! batches: [`ReportTable::touch`] loads the slot where an id's lookup starts, so a loop over a
+//! batch brings all their slots into cache together before any is looked up.
 //!
 //! The index grows incrementally. A hash table that doubles in place rehashes every entry at
 //! once, and here rehashing an entry means reading its record from the arena (a cache miss):
@@ -26,7 +28,7 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
+use keel_domain::index::{tag, TaggedIndex};
 use keel_domain::{CowVec, ReportId};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,7 @@ pub struct ReportRecord {
 pub struct ReportTable {
     records: CowVec<ReportRecord>,
     #[serde(skip)]
-    index: HashTable<u32>,
+    index: TaggedIndex,
     /// While the index grows: the full one it replaces, still answering for the records it
     /// holds that have not moved yet.
     #[serde(skip)]
@@ -75,7 +77,7 @@ pub struct IndexJob {
 /// What an [`IndexJob`] built, for [`ReportTable::install_index`].
 #[derive(Debug)]
 pub struct BuiltIndex {
-    index: HashTable<u32>,
+    index: TaggedIndex,
     /// It holds records `[0, end)`.
     end: usize,
     generation: u64,
@@ -85,10 +87,30 @@ impl IndexJob {
     /// Indexes the job's records into a table of the job's capacity. Pure CPU, no shared state.
     pub fn build(self) -> BuiltIndex {
         let records = &self.records;
-        let mut index = HashTable::with_capacity(self.capacity);
-        for (at, record) in records.iter().enumerate() {
-            index.insert_unique(hash(&record.id), at as u32, |&other| hash_at(records, other));
+        let mut index = TaggedIndex::with_capacity(self.capacity);
+        // Each insert is a miss in an index far larger than the cache: hash a run of records
+        // and touch their slots first, so that the run's misses overlap (4M records into an
+        // index for 8M: 250 ms, against 285 ms inserting one at a time; hashbrown took 241).
+        let mut hashes = [0_u64; BUILD_RUN];
+        let mut at = 0_u32;
+        let mut touched = 0_u32;
+        let mut run = records.iter();
+        loop {
+            let mut len = 0;
+            for (hashed, record) in hashes.iter_mut().zip(run.by_ref()) {
+                *hashed = hash(&record.id);
+                touched ^= index.touch(*hashed);
+                len += 1;
+            }
+            for &hashed in &hashes[..len] {
+                index.insert_unique(hashed, tag(hashed), at, |_, other| hash_at(records, other));
+                at += 1;
+            }
+            if len < BUILD_RUN {
+                break;
+            }
         }
+        std::hint::black_box(touched);
         BuiltIndex { index, end: records.len(), generation: self.generation }
     }
 }
@@ -96,7 +118,7 @@ impl IndexJob {
 /// An index being replaced by one twice its capacity.
 #[derive(Debug, Clone)]
 struct Growing {
-    old: HashTable<u32>,
+    old: TaggedIndex,
     /// The next record to move into the new index; records `[next, end)` are only in `old`.
     next: usize,
     /// Records the old index holds: `[0, end)`.
@@ -107,6 +129,9 @@ struct Growing {
 /// moving before the new index (twice the capacity) fills up; 4 finishes in a quarter of the
 /// time and costs two arena reads more per insert.
 const GROW_STEP: usize = 4;
+
+/// Records an index build hashes and touches before inserting them.
+const BUILD_RUN: usize = 32;
 
 /// Indexes smaller than this grow in line only: building them takes less than a thread's start.
 const JOB_CAPACITY_MIN: usize = if cfg!(test) { 64 } else { 1 << 16 };
@@ -120,11 +145,22 @@ impl ReportTable {
     pub fn get(&self, id: &ReportId) -> Option<&ReportRecord> {
         let records = &self.records;
         let hash = hash(id);
-        let eq = |&at: &u32| records[at as usize].id == *id;
+        let eq = |at: u32| records[at as usize].id == *id;
         self.index
-            .find(hash, eq)
-            .or_else(|| self.growing.as_ref().and_then(|growing| growing.old.find(hash, eq)))
-            .map(|&at| &records[at as usize])
+            .find(hash, tag(hash), eq)
+            .or_else(|| {
+                self.growing.as_ref().and_then(|growing| growing.old.find(hash, tag(hash), eq))
+            })
+            .map(|at| &records[at as usize])
+    }
+
+    /// Loads the index slot where a lookup of `id` starts (in both indexes while one grows)
+    /// and returns a value that depends on it: see `TaggedIndex::touch`.
+    #[inline]
+    pub fn touch(&self, id: &ReportId) -> u32 {
+        let hash = hash(id);
+        let old = self.growing.as_ref().map_or(0, |growing| growing.old.touch(hash));
+        self.index.touch(hash) ^ old
     }
 
     /// Adds a record whose id is not in the table yet (checked by the caller with `get`).
@@ -134,13 +170,14 @@ impl ReportTable {
             self.move_some(GROW_STEP);
         } else if self.index.len() >= self.index.capacity() {
             let capacity = (self.index.capacity() * 2).max(64);
-            let old = std::mem::replace(&mut self.index, HashTable::with_capacity(capacity));
+            let old = std::mem::replace(&mut self.index, TaggedIndex::with_capacity(capacity));
             self.growing = Some(Growing { old, next: 0, end: self.records.len() });
             self.replaced();
         }
         let at = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
         let records = &self.records;
-        self.index.insert_unique(hash(&record.id), at, |&other| hash(&records[other as usize].id));
+        let hashed = hash(&record.id);
+        self.index.insert_unique(hashed, tag(hashed), at, |_, other| hash_at(records, other));
         self.records.push(record);
     }
 
@@ -152,7 +189,8 @@ impl ReportTable {
         let stop = growing.end.min(growing.next.saturating_add(count));
         for at in growing.next..stop {
             let hashed = hash(&records[at].id);
-            self.index.insert_unique(hashed, at as u32, |&other| hash_at(records, other));
+            self.index
+                .insert_unique(hashed, tag(hashed), at as u32, |_, other| hash_at(records, other));
         }
         growing.next = stop;
         if stop == growing.end {
@@ -219,7 +257,7 @@ impl ReportTable {
     pub fn image(&mut self) -> ReportTable {
         ReportTable {
             records: self.records.share(),
-            index: HashTable::new(),
+            index: TaggedIndex::new(),
             growing: None,
             generation: 0,
             job_out: false,
@@ -232,7 +270,7 @@ impl ReportTable {
         self.records.reserve(additional);
         let records = &self.records;
         let capacity = self.index.capacity();
-        self.index.reserve(additional, |&at| hash(&records[at as usize].id));
+        self.index.reserve(additional, |_, at| hash_at(records, at));
         if self.index.capacity() != capacity {
             self.replaced();
         }
@@ -240,12 +278,11 @@ impl ReportTable {
 
     /// Rebuilds the index after deserialization.
     pub fn reindex(&mut self) {
-        let mut index = HashTable::with_capacity(self.records.len());
-        for (at, record) in self.records.iter().enumerate() {
-            let records = &self.records;
-            index.insert_unique(hash(&record.id), at as u32, |&other| {
-                hash(&records[other as usize].id)
-            });
+        let records = &self.records;
+        let mut index = TaggedIndex::with_capacity(records.len());
+        for (at, record) in records.iter().enumerate() {
+            let hashed = hash(&record.id);
+            index.insert_unique(hashed, tag(hashed), at as u32, |_, other| hash_at(records, other));
         }
         self.index = index;
         self.growing = None;
