@@ -146,7 +146,7 @@ impl PositionBook {
 
     /// Rebuilds the index after deserialization.
     pub(crate) fn reindex(&mut self) {
-        let mut index = KeyedIndex::with_capacity(self.keys.len());
+        let mut index = KeyedIndex::with_capacity_faulted(self.keys.len());
         for (slot, &key) in self.keys.iter().enumerate() {
             index.insert_unique(hash(key), key, slot as u32, rehash);
         }
