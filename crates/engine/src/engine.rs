@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use keel_domain::{Account, Amount, Currency, Instrument, TenantId};
 use keel_position_keeping::{Position, PositionError, Terms};
-use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey};
+use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey, Placement};
 
 use crate::book::{position_key, split_key, PositionBook};
 use crate::command::{Command, Envelope, Outcome, Reject};
@@ -210,6 +210,7 @@ impl Engine {
         // cache, the trade the miss), and the new details' (account and instrument from the
         // small reference maps); each position's index slot touched as its key is known.
         let mut keys = Vec::with_capacity(2 * reports.size_hint().0);
+        let mut reversals = Vec::new();
         for report in reports {
             let (target, details) = match &report.action {
                 TradeAction::New(details) => (None, Some(details)),
@@ -218,7 +219,11 @@ impl Engine {
             };
             if let Some(trade) = target.and_then(|target| capture.find_trade(target)) {
                 let trade = capture.trade(trade);
-                keys.push(position_key(trade.account, trade.instrument));
+                let key = position_key(trade.account, trade.instrument);
+                keys.push(key);
+                if let Placement::Single(booking) = trade.placement {
+                    reversals.push((key, booking));
+                }
             }
             if let Some(details) = details {
                 let account = reference.account_key(&details.account);
@@ -234,6 +239,16 @@ impl Engine {
         // 4. The positions and the bookings a booking reads.
         for &key in &keys {
             sum = sum.wrapping_add(self.positions.get(key).map_or(0, Position::probe));
+        }
+        // 5. Where each booking to be reversed sits in its position: a search through what can
+        // be megabytes of bookings, whose first step is most of its misses.
+        for &(key, booking) in &reversals {
+            let position = self.positions.get(key);
+            sum = sum.wrapping_add(position.map_or(0, |position| position.probe_booking(booking)));
+        }
+        for &(key, booking) in &reversals {
+            let position = self.positions.get(key);
+            sum = sum.wrapping_add(position.map_or(0, |position| position.probe_search(booking)));
         }
         sum
     }

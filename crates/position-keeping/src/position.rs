@@ -253,6 +253,25 @@ impl Position {
         at(self.long_head) ^ at(self.short_head) ^ last ^ self.long as u64
     }
 
+    /// Reads where the search for booking `id` (to reverse it) looks first, and returns a
+    /// value that depends on it: see [`Position::probe`]. In a long position the first
+    /// interpolation lands at or next to the booking, so this is most of the search's misses,
+    /// in one load that does not depend on another probe's.
+    #[inline]
+    pub fn probe_booking(&self, id: BookingId) -> u64 {
+        let len = self.entries.len();
+        if len <= 16 {
+            return 0; // searched whole, in a line or two
+        }
+        self.interpolate(id.0, 0, len).map_or(0, |guess| self.entries[guess].id)
+    }
+
+    /// Searches for booking `id` as reversing it will: see [`Position::probe`].
+    #[inline]
+    pub fn probe_search(&self, id: BookingId) -> u64 {
+        self.find(id.0).map_or(0, |index| index as u64)
+    }
+
     /// Volume-weighted open price of one side, rounded half-even to nine decimals.
     pub fn average_open_price(&self, side: Side) -> Option<Price> {
         let (cost, quantity) = self.lots(side).fold((0i128, 0i128), |(cost, quantity), lot| {
@@ -356,13 +375,7 @@ impl Position {
             if high - low <= 16 {
                 break;
             }
-            let (first, last) = (entries[low].id, entries[high - 1].id);
-            if id < first || id > last {
-                return None;
-            }
-            let span = u128::from(last - first).max(1);
-            let offset = u128::from(id - first) * (high - 1 - low) as u128 / span;
-            let guess = low + offset as usize;
+            let guess = self.interpolate(id, low, high)?;
             match entries[guess].id.cmp(&id) {
                 std::cmp::Ordering::Equal => return Some(guess),
                 std::cmp::Ordering::Less => low = guess + 1,
@@ -378,6 +391,19 @@ impl Position {
             }
         }
         None
+    }
+
+    /// Where in `[low, high)` booking `id` would be if the ids in it were evenly spread, or
+    /// `None` if `id` is outside their range.
+    #[inline]
+    fn interpolate(&self, id: u64, low: usize, high: usize) -> Option<usize> {
+        let (first, last) = (self.entries[low].id, self.entries[high - 1].id);
+        if id < first || id > last {
+            return None;
+        }
+        let span = u128::from(last - first).max(1);
+        let offset = u128::from(id - first) * (high - 1 - low) as u128 / span;
+        Some(low + offset as usize)
     }
 
     /// The same position without tombstones: the live entries (their open quantities are

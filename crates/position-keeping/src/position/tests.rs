@@ -367,15 +367,25 @@ fn find_locates_every_booking_however_ids_are_spread() {
             };
             position.book(terms(PositionMode::Net), booking).unwrap();
         }
+        let evenly = matches!(name, "consecutive" | "strided");
         for (index, &id) in ids.iter().enumerate() {
             assert_eq!(position.find(id), Some(index), "{name}: id {id}");
+            assert_eq!(position.probe_search(BookingId(id)), index as u64, "{name}: id {id}");
+            // The probe reads where the search looks first: on evenly spread ids, the booking.
+            let first_look = position.probe_booking(BookingId(id));
+            assert!(!evenly || first_look == id, "{name}: id {id} first looked at {first_look}");
             if !ids.contains(&(id + 1)) {
                 assert_eq!(position.find(id + 1), None, "{name}: id {} is absent", id + 1);
+                position.probe_booking(BookingId(id + 1));
             }
         }
         assert_eq!(position.find(0), None, "{name}: below");
         assert_eq!(position.find(u64::MAX), None, "{name}: above");
+        assert_eq!(position.probe_booking(BookingId(0)), 0, "{name}: below");
+        assert_eq!(position.probe_booking(BookingId(u64::MAX)), 0, "{name}: above");
     }
+    assert_eq!(Position::new().probe_booking(BookingId(1)), 0, "empty");
+    assert_eq!(Position::new().probe_search(BookingId(1)), 0, "empty");
 }
 
 /// A position past a chunk of bookings keeps them in copy-on-write chunks: booking, FIFO
