@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use keel_domain::{Account, Amount, Currency, Instrument, TenantId};
-use keel_position_keeping::{Position, PositionError, Terms};
+use keel_position_keeping::{Position, PositionError, Search, Terms};
 use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey, Placement};
 
 use crate::book::{position_key, split_key, PositionBook};
@@ -241,14 +241,24 @@ impl Engine {
             sum = sum.wrapping_add(self.positions.get(key).map_or(0, Position::probe));
         }
         // 5. Where each booking to be reversed sits in its position: a search through what can
-        // be megabytes of bookings, whose first step is most of its misses.
-        for &(key, booking) in &reversals {
-            let position = self.positions.get(key);
-            sum = sum.wrapping_add(position.map_or(0, |position| position.probe_booking(booking)));
-        }
-        for &(key, booking) in &reversals {
-            let position = self.positions.get(key);
-            sum = sum.wrapping_add(position.map_or(0, |position| position.probe_search(booking)));
+        // be megabytes of bookings, a miss per step. The searches go a step at a time in
+        // lockstep, so that each round's reads (one per search) overlap.
+        let mut searches: Vec<_> = reversals
+            .iter()
+            .filter_map(|&(key, booking)| {
+                let position = self.positions.get(key)?;
+                Some((position, Search::new(position, booking)))
+            })
+            .collect();
+        let mut searching = searches.len();
+        while searching > 0 {
+            searching = 0;
+            for (position, search) in &mut searches {
+                if search.result().is_none() {
+                    sum = sum.wrapping_add(position.search_step(search));
+                    searching += 1;
+                }
+            }
         }
         sum
     }

@@ -112,6 +112,30 @@ pub struct Position {
     tombstones: u32,
 }
 
+/// A search for one booking's place in a position, run a step at a time by
+/// [`Position::search_step`]. Made for the position it searches: its bounds are that
+/// position's.
+#[derive(Debug, Clone, Copy)]
+pub struct Search {
+    id: u64,
+    low: usize,
+    high: usize,
+    interpolations: u8,
+    /// Once done: the booking's index, or `None` if the position does not hold it.
+    result: Option<Option<usize>>,
+}
+
+impl Search {
+    pub fn new(position: &Position, id: BookingId) -> Self {
+        Self { id: id.0, low: 0, high: position.entries.len(), interpolations: 0, result: None }
+    }
+
+    /// `None` while the search goes on; then the booking's index, if the position holds it.
+    pub fn result(&self) -> Option<Option<usize>> {
+        self.result
+    }
+}
+
 /// Tombstones are compacted away once there are this many and they are half the entries.
 const TOMBSTONES_COMPACT_MIN: u32 = 32;
 
@@ -253,25 +277,6 @@ impl Position {
         at(self.long_head) ^ at(self.short_head) ^ last ^ self.long as u64
     }
 
-    /// Reads where the search for booking `id` (to reverse it) looks first, and returns a
-    /// value that depends on it: see [`Position::probe`]. In a long position the first
-    /// interpolation lands at or next to the booking, so this is most of the search's misses,
-    /// in one load that does not depend on another probe's.
-    #[inline]
-    pub fn probe_booking(&self, id: BookingId) -> u64 {
-        let len = self.entries.len();
-        if len <= 16 {
-            return 0; // searched whole, in a line or two
-        }
-        self.interpolate(id.0, 0, len).map_or(0, |guess| self.entries[guess].id)
-    }
-
-    /// Searches for booking `id` as reversing it will: see [`Position::probe`].
-    #[inline]
-    pub fn probe_search(&self, id: BookingId) -> u64 {
-        self.find(id.0).map_or(0, |index| index as u64)
-    }
-
     /// Volume-weighted open price of one side, rounded half-even to nine decimals.
     pub fn average_open_price(&self, side: Side) -> Option<Price> {
         let (cost, quantity) = self.lots(side).fold((0i128, 0i128), |(cost, quantity), lot| {
@@ -369,28 +374,48 @@ impl Position {
     /// entry where a binary search would take a cache miss per halving of a multi-megabyte
     /// array; a binary search finishes whatever range is left.
     fn find(&self, id: u64) -> Option<usize> {
-        let entries = &self.entries;
-        let (mut low, mut high) = (0, entries.len());
-        for _ in 0..4 {
-            if high - low <= 16 {
-                break;
-            }
-            let guess = self.interpolate(id, low, high)?;
-            match entries[guess].id.cmp(&id) {
-                std::cmp::Ordering::Equal => return Some(guess),
-                std::cmp::Ordering::Less => low = guess + 1,
-                std::cmp::Ordering::Greater => high = guess,
+        let mut search = Search::new(self, BookingId(id));
+        loop {
+            self.search_step(&mut search);
+            if let Some(found) = search.result() {
+                return found;
             }
         }
-        while low < high {
-            let middle = low + (high - low) / 2;
-            match entries[middle].id.cmp(&id) {
-                std::cmp::Ordering::Equal => return Some(middle),
-                std::cmp::Ordering::Less => low = middle + 1,
-                std::cmp::Ordering::Greater => high = middle,
-            }
+    }
+
+    /// One step of `search` (see [`Position::find`]): an interpolation while the range is long
+    /// (at most four), then a halving. Returns the id of the booking it read (0 once done), a
+    /// value that depends on that read. `Engine::probe` runs a batch's searches a step at a
+    /// time in lockstep, so that each round's reads, one per search, overlap their misses.
+    #[inline]
+    pub fn search_step(&self, search: &mut Search) -> u64 {
+        if search.result.is_some() {
+            return 0;
         }
-        None
+        let (low, high) = (search.low, search.high);
+        if low >= high {
+            search.result = Some(None);
+            return 0;
+        }
+        let at = if search.interpolations < 4 && high - low > 16 {
+            search.interpolations += 1;
+            match self.interpolate(search.id, low, high) {
+                Some(guess) => guess,
+                None => {
+                    search.result = Some(None);
+                    return 0;
+                }
+            }
+        } else {
+            low + (high - low) / 2
+        };
+        let seen = self.entries[at].id;
+        match seen.cmp(&search.id) {
+            std::cmp::Ordering::Equal => search.result = Some(Some(at)),
+            std::cmp::Ordering::Less => search.low = at + 1,
+            std::cmp::Ordering::Greater => search.high = at,
+        }
+        seen
     }
 
     /// Where in `[low, high)` booking `id` would be if the ids in it were evenly spread, or
