@@ -19,7 +19,9 @@
 //!
 //! An empty slot is all zeros, so a new index is zeroed memory that the kernel hands out page
 //! by page as it is first touched: growing in line on the shard costs no fill of the whole
-//! array (writing 16M empty slots of 8 bytes took 68 ms).
+//! array (writing 16M empty slots of 8 bytes took 68 ms). An index built off the shard or
+//! reserved ahead has its pages faulted in by whoever makes it instead
+//! ([`SlotIndex::with_capacity_faulted`]).
 
 use std::fmt;
 
@@ -125,8 +127,8 @@ impl<S: Slot> SlotIndex<S> {
     /// As [`SlotIndex::with_capacity`], with every page of the slots written once, for an
     /// index built away from the shard. A zeroed page the kernel has not handed out yet is
     /// mapped to the shared zero page when it is first read, and the first write after that
-    /// costs a second fault and a TLB shootdown that interrupts every core (4% of the shards'
-    /// time in `durable_submit`, from lookups and inserts in fresh indexes). Writing first
+    /// costs a second fault and a TLB shootdown that interrupts every core (4% of all samples
+    /// in `durable_submit`, from lookups and inserts in fresh indexes). Writing first
     /// costs one fault a page and no shootdown; here it is paid by the builder.
     pub fn with_capacity_faulted(capacity: usize) -> Self {
         let mut index = Self::with_capacity(capacity);

@@ -174,8 +174,9 @@ impl Engine {
     ///
     /// It goes in passes, each a short loop whose loads do not depend on one another, and
     /// each finding in cache what the one before brought in: a lookup is a chain of misses
-    /// (index slot, record, trade, position index slot, position, its bookings), and a loop
-    /// that walked each chain to its end kept about one miss in flight.
+    /// (index slot, record, trade, position index slot, position, its bookings, and for an
+    /// amend or cancel the search for the booking it reverses), and a loop that walked each
+    /// chain to its end kept about one miss in flight.
     pub fn probe<'a, I>(&self, reports: I) -> u64
     where
         I: IntoIterator<Item = &'a TradeReport>,
