@@ -185,19 +185,10 @@ impl<S: Slot> SlotIndex<S> {
     /// the batch's slots into cache together (see the module documentation).
     #[inline]
     pub fn touch(&self, hash: u64) -> u32 {
-        match self.slots.get(self.home_or_zero(hash)) {
-            Some(&slot) => slot.at(),
-            None => 0,
-        }
-    }
-
-    #[inline]
-    fn home_or_zero(&self, hash: u64) -> usize {
         if self.slots.is_empty() {
-            0
-        } else {
-            self.home(hash)
+            return 0;
         }
+        self.slots[self.home(hash)].at()
     }
 
     /// Adds an entry whose key is not in the index yet (the caller has looked). If the index

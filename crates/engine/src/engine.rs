@@ -209,7 +209,7 @@ impl Engine {
         }
         // 3. The positions they book to: the amended or cancelled trade's (its record now in
         // cache, the trade the miss), and the new details' (account and instrument from the
-        // small reference maps); each position's index slot touched as its key is known.
+        // small reference maps); then each of their index slots touched.
         let mut keys = Vec::with_capacity(2 * reports.size_hint().0);
         let mut reversals = Vec::new();
         for report in reports {
