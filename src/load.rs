@@ -49,6 +49,9 @@ pub struct LoadOptions {
 /// charged to the batches' latencies).
 pub const OPEN_LOOP_OUTSTANDING_MAX: usize = 4_096;
 
+/// A batch latency counted as slow in `slow_batches_per_second`: P4's bound on the p99.
+pub const SLOW_BATCH: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     pub instructions: u64,
@@ -62,6 +65,9 @@ pub struct LoadReport {
     /// The worst batch latency acknowledged in each second of the run, in microseconds: where
     /// in the run a tail comes from.
     pub max_latency_us_per_second: Vec<u64>,
+    /// Batches acknowledged in each second that took `SLOW_BATCH` or more: whether a p99 over
+    /// that bound comes from a few bad seconds or from all of them.
+    pub slow_batches_per_second: Vec<u64>,
     /// Offered instructions per second (open loop).
     pub offered: Option<f64>,
     /// The server's side of the latency, summed over tenants: shard batches from staging to
@@ -223,6 +229,7 @@ struct Tally {
     latency_us: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
     per_second: Vec<AtomicU64>,
     max_latency_us: Vec<AtomicU64>,
+    slow_batches: Vec<AtomicU64>,
     started: Instant,
 }
 
@@ -242,6 +249,11 @@ impl Tally {
         }
         if let Some(slot) = self.max_latency_us.get(second) {
             slot.fetch_max(micros, Ordering::Relaxed);
+        }
+        if latency >= SLOW_BATCH {
+            if let Some(slot) = self.slow_batches.get(second) {
+                slot.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -288,6 +300,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         latency_us: parking_lot::Mutex::new(histogram),
         per_second: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
         max_latency_us: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
+        slow_batches: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
         started: Instant::now(),
     });
     let deadline = tally.started + options.duration;
@@ -359,6 +372,12 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
             .collect(),
         max_latency_us_per_second: tally
             .max_latency_us
+            .iter()
+            .take(seconds)
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+        slow_batches_per_second: tally
+            .slow_batches
             .iter()
             .take(seconds)
             .map(|c| c.load(Ordering::Relaxed))

@@ -390,6 +390,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
                     "per_second": report.per_second,
                     "max_latency_us_per_second": report.max_latency_us_per_second,
+                    "slow_batches_per_second": report.slow_batches_per_second,
                     "server_batches": report.server_batch_us.total(),
                     "server_batch_latency_us": quantiles(in_server),
                     "server_commits": report.server_commit_us.total(),

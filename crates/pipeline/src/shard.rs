@@ -64,6 +64,10 @@ pub enum Answer {
 /// writer this long at most before looking at its queue again.
 const QUEUE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// A batch whose staging and hand-off to the writer take this long or more is logged (debug):
+/// where an open loop's tail comes from.
+const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(2);
+
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -112,7 +116,20 @@ pub(crate) fn run(
                     stage_batch(&mut store, first, &mut queue, &mut requests, &metrics, &options);
                 let sequence = store.engine().last_sequence();
                 pending.push_back(Staged { sequence, commands, started, requests });
-                staged.and_then(|()| store.flush()).and_then(|_| match pending.front() {
+                let applied = started.elapsed();
+                let flushed = staged.and_then(|()| store.flush());
+                let step = started.elapsed();
+                if step >= SLOW_STEP {
+                    tracing::debug!(
+                        %tenant,
+                        sequence,
+                        commands,
+                        apply_us = applied.as_micros() as u64,
+                        flush_us = (step - applied).as_micros() as u64,
+                        "slow shard step"
+                    );
+                }
+                flushed.and_then(|_| match pending.front() {
                     // Backpressure: never more than `in_flight_max` batches awaiting the disk.
                     Some(oldest) if pending.len() > options.in_flight_max => {
                         store.wait_durable(oldest.sequence)
