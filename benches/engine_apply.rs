@@ -1,5 +1,8 @@
 //! `engine_apply`: the deterministic core alone (capture + positions), one core, no I/O.
 //! 80% new, 10% amend, 10% cancel over 10,000 accounts x 50 instruments.
+//! `state_pass`: what a background state pass costs over the same tenant after the 1M
+//! commands: the state hash (encoding streamed through BLAKE3) and the encoding alone, with
+//! the serde path's hash as the reference.
 //! Run: `cargo bench --bench engine_apply`. Figures: docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -59,5 +62,43 @@ fn apply_prefix(
     elapsed
 }
 
-criterion_group!(benches, engine_apply);
+/// The state pass's work on a tenant of 1M mixed commands: bytes per second of the encoding.
+fn state_pass(c: &mut Criterion) {
+    let mut engine = support::engine(ACCOUNTS, INSTRUMENTS);
+    let first = engine.last_sequence() + 1;
+    for envelope in &support::mixed_stream(STREAM, ACCOUNTS, INSTRUMENTS, 80, first) {
+        let _ = engine.apply(envelope);
+    }
+    let bytes = engine.snapshot().len() as u64;
+    let mut group = c.benchmark_group("state_pass");
+    group.throughput(Throughput::Bytes(bytes));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
+    let mut buffer = Vec::with_capacity(bytes as usize);
+    group.bench_function("encode_1M_mixed", |bencher| {
+        bencher.iter(|| {
+            buffer.clear();
+            engine.write_snapshot_to(&mut buffer).expect("in memory");
+            black_box(buffer.len())
+        })
+    });
+    group.bench_function("encode_1M_mixed_to_sink", |bencher| {
+        bencher.iter(|| engine.write_snapshot_to(&mut std::io::sink()).expect("a sink"))
+    });
+    group.bench_function("state_hash_1M_mixed", |bencher| bencher.iter(|| engine.state_hash()));
+    // The reference: the same hash through serde and bincode (how it was computed before the
+    // hand-written encoding, `keel_domain::canon`).
+    group.bench_function("state_hash_1M_mixed_serde", |bencher| {
+        bencher.iter(|| {
+            let mut hasher = blake3::Hasher::new();
+            let mut buffered = std::io::BufWriter::with_capacity(64 << 10, &mut hasher);
+            engine.write_snapshot_serde(&mut buffered).expect("a hasher");
+            drop(buffered);
+            hasher.finalize()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine_apply, state_pass);
 criterion_main!(benches);

@@ -140,6 +140,11 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
         }
     }
 
+    /// The elements in order, a chunk at a time.
+    pub fn chunks(&self) -> impl Iterator<Item = &[T]> {
+        self.chunks.iter().map(Chunk::as_slice)
+    }
+
     /// How many chunks are shared with a copy (and would be copied by a write).
     pub fn shared_chunks(&self) -> usize {
         self.chunks

@@ -148,6 +148,13 @@ macro_rules! identifier {
             }
         }
 
+        impl crate::canon::Canon for $name {
+            #[inline]
+            fn canon(&self, out: &mut Vec<u8>) {
+                crate::canon::bytes(self.0.as_bytes(), out);
+            }
+        }
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 // A visitor rather than `String` or `Cow<str>` (which serde always makes owned):

@@ -11,8 +11,10 @@
 //! - `table`: line-numbered CSV reading shared by the loaders.
 //! - `cow`: `CowVec`, the chunked copy-on-write arena behind the engine's large tables.
 //! - `index`: `SlotIndex`, the hash index into those arenas, built for batched lookups.
+//! - `canon`: the snapshot encoding written by hand for the records that fill those arenas.
 
 pub mod account;
+pub mod canon;
 pub mod cow;
 pub mod date;
 pub mod fixed;
@@ -24,6 +26,7 @@ pub mod table;
 pub mod trade;
 
 pub use account::{Account, AccountKind, PositionMode};
+pub use canon::{Canon, CanonSink};
 pub use cow::CowVec;
 pub use date::Date;
 pub use fixed::{Amount, Currency, Multiplier, Price, Quantity, Rounding};

@@ -50,7 +50,27 @@ fn rehash(key: u64, _: u32) -> u64 {
 /// Positions moved into a growing index per new position (see `reports.rs`'s `GROW_STEP`).
 const GROW_STEP: usize = 4;
 
+/// Positions whose bookings an encoding pass loads at once (see `write_canon`).
+const TOUCH_BLOCK: usize = 16;
+
 impl PositionBook {
+    /// Writes the snapshot encoding (exactly `Serialize`'s bytes), positions by hand.
+    pub(crate) fn write_canon(&self, sink: &mut impl keel_domain::CanonSink) {
+        let PositionBook { keys, positions, index: _, growing: _ } = self;
+        sink.arena(keys);
+        sink.len_prefix(positions.len());
+        // Positions sit in one arena but their bookings are scattered over the heap: touch a
+        // block's bookings together, then encode them.
+        let mut touched = 0;
+        for chunk in positions.chunks() {
+            for block in chunk.chunks(TOUCH_BLOCK) {
+                touched ^= block.iter().fold(0, |touched, position| touched ^ position.touch());
+                block.iter().for_each(|position| position.write_canon(sink));
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
     #[inline]
     fn slot(&self, key: u64) -> Option<u32> {
         let hash = hash(key);

@@ -193,5 +193,6 @@ proptest! {
         let mut all = commands[..at].to_vec();
         all.extend(later);
         prop_assert_eq!(engine.state_hash(), engine_with(&all).state_hash());
+        assert_canonical(&engine);
     }
 }

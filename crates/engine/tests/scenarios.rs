@@ -74,6 +74,36 @@ fn a_trading_day_through_the_engine() {
         .map(|(a, _, amount)| (a.id.to_string(), amount.nanos()))
         .collect();
     assert_eq!(cash, vec![("HOLD".into(), -nanos("0.005")), ("RES".into(), nanos("0.005"))]);
+    assert_canonical(&engine);
+}
+
+/// Positions past the inline and heap forms (chunked bookings), with tombstones left by
+/// cancels and amends, encode by hand exactly as serde does; so does the same state once the
+/// tombstones are compacted away.
+#[test]
+fn large_positions_with_tombstones_encode_canonically() {
+    let mut commands = Vec::new();
+    for n in 0..2_000 {
+        let side = if n % 3 == 0 { Side::Sell } else { Side::Buy };
+        commands.push(new_trade(&format!("T{n}"), details("A1", 0, side, 1 + n % 4, n % 40)));
+        commands.push(new_trade(&format!("G{n}"), details("G1", 1, side, 1, n % 40)));
+    }
+    for n in (0..2_000).step_by(5) {
+        commands.push(cancel(&format!("X{n}"), &format!("T{n}")));
+        commands.push(amend(
+            &format!("M{n}"),
+            &format!("G{n}"),
+            details("G1", 1, Side::Sell, 2, 3),
+        ));
+    }
+    let mut engine = engine_with(&commands);
+    assert_canonical(&engine);
+    let compacting: Vec<Command> = (0..2_000)
+        .filter(|n| n % 5 != 0)
+        .map(|n| cancel(&format!("Y{n}"), &format!("T{n}")))
+        .collect();
+    run(&mut engine, &compacting);
+    assert_canonical(&engine);
 }
 
 #[test]

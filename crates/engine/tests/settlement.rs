@@ -85,6 +85,7 @@ proptest! {
         let again = engine_with(&commands);
         prop_assert_eq!(again.settlement().ledger(), engine.settlement().ledger());
         prop_assert_eq!(again.state_hash(), engine.state_hash());
+        assert_canonical(&engine);
     }
 }
 

@@ -102,6 +102,15 @@ impl<T: Clone> Entries<T> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.iter_from(0)
     }
+
+    /// The entries in order, as runs of contiguous memory.
+    pub(crate) fn runs(&self) -> impl Iterator<Item = &[T]> + '_ {
+        let (small, large) = match self {
+            Entries::Small(small) => (Some(small.as_slice()), None),
+            Entries::Large(large) => (None, Some(large.chunks())),
+        };
+        small.into_iter().chain(large.into_iter().flatten())
+    }
 }
 
 impl<T> Index<usize> for Entries<T> {

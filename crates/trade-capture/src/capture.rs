@@ -4,12 +4,12 @@
 use std::hash::Hash;
 
 use keel_domain::fixed::div_round;
-use keel_domain::CowVec;
 use keel_domain::{
     Account, AccountKind, Amount, AveragePriceAllocation, CaptureError, Currency, GiveUpDecision,
     GiveUpResponse, GroupId, Instrument, PositionEffect, Price, Quantity, ReportId, Rounding, Side,
     Split, TradeAction, TradeDetails, TradeReport,
 };
+use keel_domain::{CanonSink, CowVec};
 use keel_position_keeping::{Booking, BookingId};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,21 @@ impl Capture {
 
     pub fn trades(&self) -> &CowVec<TradeRecord> {
         &self.trades
+    }
+
+    /// Writes the snapshot encoding (exactly `Serialize`'s bytes) into `sink`, the trade and
+    /// report arenas by hand (`keel_domain::canon`).
+    pub fn write_canon(&self, sink: &mut impl CanonSink) {
+        let Capture { reference, trades, reports, splits, groups, group_index: _, next_booking } =
+            self;
+        sink.serde(reference);
+        sink.arena(trades);
+        reports.write_canon(sink);
+        let mut splits: Vec<_> = splits.iter().collect();
+        splits.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sink.serde(&splits);
+        sink.serde(groups);
+        sink.put(next_booking);
     }
 
     /// A frozen copy for writing a snapshot: the arenas' chunks are shared (copy-on-write)

@@ -29,7 +29,7 @@
 use std::hash::BuildHasher;
 
 use keel_domain::index::{tag, TaggedIndex};
-use keel_domain::{CowVec, ReportId};
+use keel_domain::{Canon, CanonSink, CowVec, ReportId};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{ReportKind, TradeKey};
@@ -46,6 +46,18 @@ pub struct ReportRecord {
     pub fingerprint: [u64; 2],
     /// Tenant sequence of the command that accepted it.
     pub sequence: u64,
+}
+
+impl Canon for ReportRecord {
+    #[inline]
+    fn canon(&self, out: &mut Vec<u8>) {
+        let ReportRecord { id, kind, trade, fingerprint, sequence } = self;
+        id.canon(out);
+        kind.canon(out);
+        trade.canon(out);
+        fingerprint.canon(out);
+        sequence.canon(out);
+    }
 }
 
 /// Accepted report ids, in acceptance order, with a hash index.
@@ -251,6 +263,12 @@ impl ReportTable {
 
     pub fn records(&self) -> &CowVec<ReportRecord> {
         &self.records
+    }
+
+    /// Writes the snapshot encoding (`Serialize`'s bytes), the records by hand.
+    pub fn write_canon(&self, sink: &mut impl CanonSink) {
+        let ReportTable { records, index: _, growing: _, generation: _, job_out: _ } = self;
+        sink.arena(records);
     }
 
     /// The records without the index, sharing their chunks: for a snapshot image only.

@@ -117,6 +117,18 @@ pub fn engine_with(commands: &[Command]) -> Engine {
     engine
 }
 
+/// The snapshot as written (large arenas encoded by hand) is byte for byte the serde
+/// encoding that defines it, and restores to an engine with the same state hash.
+pub fn assert_canonical(engine: &Engine) {
+    let (mut fast, mut serde) = (Vec::new(), Vec::new());
+    engine.write_snapshot_to(&mut fast).unwrap();
+    engine.write_snapshot_serde(&mut serde).unwrap();
+    assert!(fast == serde, "hand-written snapshot bytes differ from serde's ({} vs {} bytes, first difference at {:?})",
+        fast.len(), serde.len(), fast.iter().zip(&serde).position(|(a, b)| a != b));
+    let restored = Engine::restore(engine.tenant(), &fast).unwrap();
+    assert_eq!(restored.state_hash(), engine.state_hash());
+}
+
 /// Positions as plain values, without booking ids: (account, instrument, long, short,
 /// realized nanos, lots as (signed quantity, price)).
 pub type Summary = Vec<(String, String, i64, i64, i128, Vec<(i64, i64)>)>;
