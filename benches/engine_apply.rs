@@ -3,12 +3,16 @@
 //! `state_pass`: what a background state pass costs over the same tenant after the 1M
 //! commands: the state hash (encoding streamed through BLAKE3) and the encoding alone, with
 //! the serde path's hash as the reference.
+//! `house_position`: amends and cancels of old fills in one long net position (100,000 fills,
+//! sides at random so it hovers around flat), the case a reversal's cost grows with.
 //! Run: `cargo bench --bench engine_apply`. Figures: docs/benchmarks.md.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use keel_domain::{Multiplier, PositionEffect, PositionMode, Price, Quantity, Side};
+use keel_position_keeping::{Booking, BookingId, Position, Terms};
 
 mod support;
 
@@ -100,5 +104,50 @@ fn state_pass(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine_apply, state_pass);
+/// A house account's position in one contract: `HOUSE_FILLS` fills of 1 to 5 lots, buy or sell
+/// at random, so that it closes lots all day and rarely stands exactly flat.
+const HOUSE_FILLS: u64 = 100_000;
+const REVERSALS: u64 = 100;
+
+fn house_position(c: &mut Criterion) {
+    let terms = Terms {
+        mode: PositionMode::Net,
+        multiplier: Multiplier::new_checked(50).expect("multiplier"),
+    };
+    let mut position = Position::new();
+    for n in 1..=HOUSE_FILLS {
+        let booking = Booking {
+            id: BookingId(n),
+            side: if n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
+            quantity: Quantity::new(1 + (n % 5) as i64),
+            price: Price::from_nanos(25 * (400_000_000_000 + (n % 200) as i64 * 250_000_000)),
+            effect: PositionEffect::Open,
+        };
+        position.book(terms, booking).expect("a valid fill");
+    }
+    let mut group = c.benchmark_group("house_position");
+    group.throughput(Throughput::Elements(REVERSALS));
+    group.sample_size(20);
+    // Reverses `REVERSALS` fills spread over the whole day, on a fresh copy each time (the copy
+    // is not timed).
+    group.bench_function("reverse_old_fills_net_100k", |bencher| {
+        bencher.iter_batched_ref(
+            || position.clone(),
+            |position| {
+                for k in 0..REVERSALS {
+                    let id = BookingId(1 + k * (HOUSE_FILLS / REVERSALS) + k % 7);
+                    black_box(position.reverse(terms, id).expect("a live fill"));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine_apply, state_pass, house_position);
 criterion_main!(benches);

@@ -12,6 +12,11 @@
 //! open) rather than being removed, so taking a booking out of a long position does not shift
 //! every booking after it; tombstones are dropped in one pass once they are half the entries.
 //! Equality and serialization see the compacted form: tombstones are never visible.
+//!
+//! Taking a booking out in net mode moves only the frontier between closed and open contracts
+//! (`reverse_net`: FIFO pairs the k-th contract bought with the k-th sold), so amending an old
+//! fill of a long position costs about what booking one does. Gross mode folds again from the
+//! last flat point before the booking.
 
 use keel_domain::{
     Amount, Canon, CanonSink, Multiplier, PositionEffect, PositionMode, Price, Quantity, Side,
@@ -101,8 +106,8 @@ pub struct Position {
     long: i64,
     short: i64,
     realized: Amount,
-    /// Known flat points: `(n, realized)` where the position had no open lot after its first
-    /// `n` bookings. A reversal refolds only from the last known flat point before the booking
+    /// Known flat points (kept in gross mode): `(n, realized)` where the position had no open
+    /// lot after its first `n` bookings. A gross-mode reversal refolds only from the last known flat point before the booking
     /// it removes, not from the first booking: for accounts that go flat (day traders, or any
     /// position closed and reopened) that bounds the work to the latest cycle. A cache: every
     /// entry is a true flat point of the current history, but not every flat point need be
@@ -373,7 +378,10 @@ impl Position {
             self.refold_from(terms, (0, Amount::ZERO))?;
             return Err(error);
         }
-        self.mark_if_flat();
+        if terms.mode == PositionMode::Gross {
+            // Net mode reverses at the frontier (`reverse_net`) and needs no flat points.
+            self.mark_if_flat();
+        }
         Ok(())
     }
 
@@ -399,7 +407,9 @@ impl Position {
             *self = Position::default();
             return Ok(removed.booking());
         }
-        if removed.open == removed.quantity {
+        if terms.mode == PositionMode::Net {
+            self.reverse_net(removed, i128::from(terms.multiplier.get()))?;
+        } else if removed.open == removed.quantity {
             // (No known flat point lies after it: it was open at every point since.)
             // A booking that is still wholly open closed nothing when it was booked, and FIFO
             // never reached it since (every later close stopped at an older lot), so nothing
@@ -419,6 +429,117 @@ impl Position {
             *self = self.compacted();
         }
         Ok(removed.booking())
+    }
+
+    /// Net mode: takes out `removed` (already a tombstone with nothing open; this is its copy
+    /// from before) by moving the frontier between closed and open contracts, not by folding
+    /// the bookings after it again.
+    ///
+    /// Why it can: in net mode FIFO pairs the k-th contract bought with the k-th contract sold.
+    /// (Both sides' contracts are closed in order, and only one side is ever open, so each
+    /// close takes the next contract of each side.) The closed contracts are the first
+    /// `min(bought, sold)` of each side and the rest of the larger side is open, oldest lot
+    /// first; realized P&L is the closed sells' value less the closed buys', times the
+    /// multiplier. Taking a booking out removes its contracts from its side: its open ones
+    /// simply go; its closed ones are replaced by the oldest open ones of its side; if its side
+    /// has too few open, the other side has that many closed contracts too many, and its newest
+    /// closed ones open again. Each step works at the frontier, so a cancel costs the bookings
+    /// the frontier crosses, however long the position: amending an old trade in a house
+    /// account of a hundred thousand fills used to fold all of them again (since the last flat
+    /// point, which in a position that hovers around flat without touching it is far back).
+    fn reverse_net(&mut self, removed: Entry, multiplier: i128) -> Result<(), PositionError> {
+        let side = removed.side;
+        if removed.open > 0 {
+            self.take_open(side, i64::from(removed.open));
+        }
+        let closed = removed.quantity - removed.open;
+        if closed == 0 {
+            return Ok(());
+        }
+        // Change in the value (price x contracts) of each side's closed contracts.
+        let (refilled, refilled_value) = self.close_oldest(side, closed);
+        let own = refilled_value - i128::from(removed.price) * i128::from(closed);
+        let (reopened, reopened_value) = self.reopen_newest(side.opposite(), closed - refilled)?;
+        debug_assert_eq!(refilled + reopened, closed, "invariant: the sides close equally");
+        let other = -reopened_value;
+        let (sold, bought) = match side {
+            Side::Sell => (own, other),
+            Side::Buy => (other, own),
+        };
+        let pnl = (sold - bought).checked_mul(multiplier).ok_or(PositionError::Overflow)?;
+        let realized = self.realized.nanos().checked_add(pnl).ok_or(PositionError::Overflow)?;
+        self.realized = Amount::from_nanos(realized);
+        Ok(())
+    }
+
+    /// Closes up to `wanted` of `side`'s open contracts, oldest first, against nothing (the
+    /// matching contracts are already closed): returns how many and their value.
+    fn close_oldest(&mut self, side: Side, wanted: i32) -> (i32, i128) {
+        if self.open_total(side) == 0 {
+            return (0, 0);
+        }
+        let mut index = match side {
+            Side::Buy => self.long_head,
+            Side::Sell => self.short_head,
+        } as usize;
+        let (mut taken, mut value) = (0, 0i128);
+        while taken < wanted && index < self.entries.len() {
+            let candidate = &self.entries[index];
+            if candidate.side == side && candidate.open > 0 {
+                let lot = &mut self.entries[index];
+                let take = (wanted - taken).min(lot.open);
+                lot.open -= take;
+                value += i128::from(lot.price) * i128::from(take);
+                taken += take;
+            }
+            index += 1;
+        }
+        self.take_open(side, i64::from(taken));
+        (taken, value)
+    }
+
+    /// Opens `wanted` of `side`'s closed contracts again, newest first (the side has no open
+    /// contracts, or its oldest open lot is where its closed contracts end): returns how many
+    /// and their value.
+    fn reopen_newest(&mut self, side: Side, wanted: i32) -> Result<(i32, i128), PositionError> {
+        if wanted == 0 {
+            return Ok((0, 0));
+        }
+        let mut index = match (side, self.open_total(side)) {
+            (_, 0) => self.entries.len(),
+            (Side::Buy, _) => self.long_head as usize + 1,
+            (Side::Sell, _) => self.short_head as usize + 1,
+        };
+        let (mut given, mut value, mut first) = (0, 0i128, None);
+        while given < wanted && index > 0 {
+            index -= 1;
+            let candidate = &self.entries[index];
+            if candidate.side == side && !candidate.reversed && candidate.open < candidate.quantity
+            {
+                let lot = &mut self.entries[index];
+                let give = (wanted - given).min(lot.quantity - lot.open);
+                lot.open += give;
+                value += i128::from(lot.price) * i128::from(give);
+                given += give;
+                first = Some(index as u32);
+            }
+        }
+        let (total, head) = match side {
+            Side::Buy => (&mut self.long, &mut self.long_head),
+            Side::Sell => (&mut self.short, &mut self.short_head),
+        };
+        if let Some(first) = first {
+            *head = first;
+        }
+        *total = total.checked_add(i64::from(given)).ok_or(PositionError::Overflow)?;
+        Ok((given, value))
+    }
+
+    fn open_total(&self, side: Side) -> i64 {
+        match side {
+            Side::Buy => self.long,
+            Side::Sell => self.short,
+        }
     }
 
     /// The index of booking `id`. Booking ids increase through the tenant's history, so in a
