@@ -187,7 +187,16 @@ impl Generator {
         let details = TradeDetails {
             account: self.accounts[(n as usize / 7) % self.accounts.len()],
             instrument,
-            side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+            // Drawn apart from the instrument (the top bit of a Fibonacci hash), so that every
+            // position gets buys and sells, closes lots and hovers around flat. It was `n`'s
+            // parity, which with an even number of live futures gave each instrument one side
+            // only: positions that only grew, never closed a lot, and an amend never moved a
+            // FIFO match (docs/benchmarks.md, tenth session).
+            side: if n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 63 == 0 {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
             quantity: Quantity::new(1 + (n % 5) as i64),
             price: Price::from_nanos(tick.nanos() * (10_000 + (n % 200) as i64)),
             trade_date: self.today,
