@@ -601,11 +601,8 @@ impl TenantStore {
 fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
     let sequence = image.last_sequence();
     let body = |out: &mut keel_journal::HashingWriter<'_>| {
-        // Buffered in front, so that the serializer's field-sized writes are a copy each.
-        let yielding = Yielding { inner: out, since: 0 };
-        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, yielding);
-        image.write_snapshot_to(&mut buffered)?;
-        std::io::Write::flush(&mut buffered)
+        // The encoder hands over blocks of 64 KiB (`write_snapshot_to`): no buffer in front.
+        image.write_snapshot_to(&mut Yielding { inner: out, since: 0 })
     };
     let pacing = keel_journal::Pacing::Background;
     let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, pacing, body)
@@ -626,13 +623,8 @@ fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<
 /// `EngineImage::state_hash`, yielding the core as it goes (`Yielding`).
 fn state_hash_yielding(image: &EngineImage) -> StateHash {
     let mut hasher = blake3::Hasher::new();
-    {
-        let yielding = Yielding { inner: &mut hasher, since: 0 };
-        let mut buffered = std::io::BufWriter::with_capacity(64 << 10, yielding);
-        // Writing into a hasher cannot fail.
-        let _ = image.write_snapshot_to(&mut buffered);
-        let _ = std::io::Write::flush(&mut buffered);
-    }
+    // Writing into a hasher cannot fail.
+    let _ = image.write_snapshot_to(&mut Yielding { inner: &mut hasher, since: 0 });
     StateHash(*hasher.finalize().as_bytes())
 }
 
