@@ -92,6 +92,14 @@ enum Commands {
         /// Percent of new trades (the rest split between amends and cancels).
         #[arg(long, default_value_t = 80)]
         new_percent: u32,
+        /// Net accounts traded, created in each load tenant (default: the five shipped net
+        /// accounts): with the instruments, how many positions the trades spread over.
+        #[arg(long)]
+        accounts: Option<usize>,
+        /// Live futures traded, the first N of the shipped master by expiry order in the file
+        /// (default: all live today).
+        #[arg(long)]
+        instruments: Option<usize>,
         /// Write an SVG chart (latency by percentile, throughput over time) here.
         #[arg(long)]
         svg: Option<PathBuf>,
@@ -336,6 +344,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate,
             seconds,
             new_percent,
+            accounts,
+            instruments,
             svg,
             json,
         } => {
@@ -354,6 +364,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mode,
                 duration: std::time::Duration::from_secs(seconds),
                 new_percent,
+                accounts,
+                instruments,
                 progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             // The in-process server's settings come from `KEEL_*` variables, as in load::run.
@@ -385,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let quantiles = |q: [Option<u64>; 3]| serde_json::json!({"p50_at_most": q[0], "p99_at_most": q[1], "p999_at_most": q[2]});
                 serde_json::json!({
                     "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
+                    "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments,
                     "offered_per_s": report.offered, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
                     "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},

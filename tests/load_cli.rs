@@ -51,6 +51,30 @@ fn closed_and_open_loop_runs_report_rates_and_percentiles() {
     }
 }
 
+/// `--accounts` creates that many accounts in the load tenant and trades them (a trade for an
+/// account the tenant lacks would be rejected), `--instruments` narrows the futures; the report
+/// records both, and out-of-range counts are refused before anything runs.
+#[test]
+fn accounts_and_instruments_shape_the_load() {
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let load = ["load", "--seconds", "1", "--connections", "2", "--batch", "50", "--json"];
+    let output =
+        Command::new(keel).args(load).args(["--accounts", "300", "--instruments", "3"]).output();
+    let output = output.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["accounts"], 300, "{report}");
+    assert_eq!(report["instruments"], 3, "{report}");
+    assert!(report["instructions"].as_u64().unwrap() > 300, "{report}");
+    assert_eq!(report["rejected"], 0, "{report}");
+    for (flag, value) in [("--instruments", "0"), ("--instruments", "10000"), ("--accounts", "0")] {
+        let refused = Command::new(keel).args(load).args([flag, value]).output().unwrap();
+        assert!(!refused.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(&format!("{flag} {value}")), "{stderr}");
+    }
+}
+
 /// `KEEL_REALTIME_PRIORITY` puts the latency path in `SCHED_FIFO`: read back from
 /// `/proc/PID/task/TID/stat` (fields 40 and 41: real-time priority and policy) while a load
 /// runs. Where the kernel refuses the class (no CAP_SYS_NICE), the run must fail up front with
