@@ -46,6 +46,10 @@ pub struct LoadOptions {
     pub accounts: Option<usize>,
     /// The first this many live futures of the shipped master; `None`: all of them.
     pub instruments: Option<usize>,
+    /// Amends and cancels pick among each lane's this many most recent live trades; `None`:
+    /// among all of them, uniformly (the worst case for copy-on-write images: between two
+    /// images nearly every chunk of the trade arena is written).
+    pub amend_recent: Option<usize>,
     /// Show a progress line on standard error.
     pub progress: bool,
 }
@@ -128,6 +132,9 @@ impl Universe {
             !futures.is_empty(),
             "no live futures in the shipped master for today's date"
         );
+        if let Some(recent) = options.amend_recent {
+            anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
+        }
         if let Some(wanted) = options.instruments {
             anyhow::ensure!(
                 (1..=futures.len()).contains(&wanted),
@@ -177,18 +184,21 @@ struct Generator {
     /// Trades that can still be amended or cancelled, by the number in their report id: at most
     /// `LIVE_MAX`, allocated up front.
     live: Vec<u64>,
+    /// `LoadOptions::amend_recent`.
+    recent: Option<usize>,
     universe: Arc<Universe>,
     firm: keel_domain::FirmId,
     today: keel_domain::Date,
 }
 
 impl Generator {
-    fn new(connection: usize, new_percent: u32, universe: Arc<Universe>) -> Self {
+    fn new(connection: usize, options: &LoadOptions, universe: Arc<Universe>) -> Self {
         Self {
             connection,
             next: 0,
-            new_percent,
+            new_percent: options.new_percent,
             live: Vec::with_capacity(LIVE_MAX),
+            recent: options.amend_recent,
             universe,
             firm: "KEELCLR".parse().unwrap_or_else(|_| unreachable!("firm")),
             today: crate::serve::today(),
@@ -220,6 +230,15 @@ impl Generator {
         id[2 + lane.len()..end].copy_from_slice(number);
         keel_domain::ReportId::from_bytes(&id[..end])
             .unwrap_or_else(|_| unreachable!("load report ids are valid"))
+    }
+
+    /// Which of `live` live trades an amend or cancel takes (`pick` is a hash of the instruction
+    /// number): any of them, or one of the `recent` newest (the end of the list).
+    fn target(live: usize, recent: Option<usize>, pick: usize) -> usize {
+        match recent {
+            None => pick % live,
+            Some(window) => live - 1 - pick % window.min(live),
+        }
     }
 
     /// The next `size` instructions: `new_percent`% new trades, the rest amends and cancels
@@ -261,18 +280,28 @@ impl Generator {
         let roll = (n.wrapping_mul(2_654_435_761) % 100) as u32;
         let live = &mut self.live;
         let action = if roll < self.new_percent || live.len() < 16 {
+            if live.len() == LIVE_MAX {
+                if self.recent.is_some() {
+                    // Full: the older half is never touched again (a memmove of 1 MB, once
+                    // every 131,072 new trades), so the newest stay at the end in order.
+                    live.drain(..LIVE_MAX / 2);
+                } else {
+                    // Full: the new trade takes a random one's place; that one is never touched
+                    // again.
+                    live[(n as usize * 13) % LIVE_MAX] = n;
+                }
+            }
             if live.len() < LIVE_MAX {
                 live.push(n);
-            } else {
-                // Full: the new trade takes a random one's place; that one is never touched again.
-                live[(n as usize * 13) % LIVE_MAX] = n;
             }
             TradeAction::New(details)
         } else if roll < self.new_percent + (100 - self.new_percent) / 2 {
-            let target = Self::report_id(lane, live[(n as usize * 31) % live.len()]);
-            TradeAction::Amend { target, details }
+            let at = Self::target(live.len(), self.recent, n as usize * 31);
+            TradeAction::Amend { target: Self::report_id(lane, live[at]), details }
         } else {
-            let target = live.swap_remove((n as usize * 17) % live.len());
+            // (`swap_remove` moves the newest into the gap, which stays among the newest when
+            // the gap is.)
+            let target = live.swap_remove(Self::target(live.len(), self.recent, n as usize * 17));
             TradeAction::Cancel { target: Self::report_id(lane, target) }
         };
         Instruction::Trade(TradeReport { report_id, action })
@@ -384,8 +413,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
                 }
             }
             Mode::Open { .. } => {
-                let generator =
-                    Generator::new(connection * 1_000, options.new_percent, universe.clone());
+                let generator = Generator::new(connection * 1_000, &options, universe.clone());
                 open_lanes.push((client, generator));
             }
         }
@@ -464,8 +492,7 @@ struct Lane {
 
 impl Lane {
     async fn closed(self, deadline: Instant) {
-        let mut generator =
-            Generator::new(self.id, self.options.new_percent, self.universe.clone());
+        let mut generator = Generator::new(self.id, &self.options, self.universe.clone());
         while Instant::now() < deadline {
             let work = generator.batch(self.options.batch);
             let sent = Instant::now();
@@ -666,5 +693,60 @@ mod tests {
             let id = Generator::report_id(connection, n);
             assert_eq!(id.as_str(), format!("L{connection}-{n}"), "{connection} {n}");
         }
+    }
+
+    /// Amend and cancel targets: any live trade, or one of the newest `recent` (the end of the
+    /// list), never out of range.
+    #[test]
+    fn targets_are_live_and_recent_when_asked() {
+        // (live, recent, pick, expected index)
+        let cases = [
+            (10, None, 3, 3),
+            (10, None, 13, 3),
+            (10, Some(4), 0, 9),
+            (10, Some(4), 3, 6),
+            (10, Some(4), 4, 9),
+            (3, Some(100), 2, 0),
+            (1, Some(1), 12_345, 0),
+            (1, None, usize::MAX, 0),
+        ];
+        for (live, recent, pick, expected) in cases {
+            assert_eq!(Generator::target(live, recent, pick), expected, "{live} {recent:?} {pick}");
+        }
+    }
+
+    /// With a window, the live list stays in age order at its end: after filling up, every
+    /// amend or cancel lands on one of the newest trades the lane created.
+    #[test]
+    fn recent_targets_stay_recent_after_the_list_fills() {
+        let options = LoadOptions {
+            connections: 1,
+            tenants: 1,
+            batch: 1,
+            mode: Mode::Closed { in_flight: 1 },
+            duration: Duration::from_secs(1),
+            new_percent: 80,
+            accounts: None,
+            instruments: None,
+            amend_recent: Some(1_000),
+            progress: false,
+        };
+        let (universe, _) = Universe::new(&options).unwrap_or_else(|e| panic!("{e}"));
+        let mut generator = Generator::new(0, &options, Arc::new(universe));
+        let mut created = 0u64;
+        for _ in 0..(LIVE_MAX as u64 * 3) {
+            if let Instruction::Trade(report) = generator.instruction() {
+                match &report.action {
+                    TradeAction::New(_) => created = generator.next,
+                    TradeAction::Amend { target, .. } | TradeAction::Cancel { target } => {
+                        let n: u64 = target.as_str().trim_start_matches("L0-").parse().unwrap_or(0);
+                        // Within the window of live trades, of which a fifth may have been
+                        // cancelled: a few thousand instructions back at most.
+                        assert!(created - n < 5_000, "target {n} when the newest is {created}");
+                    }
+                }
+            }
+        }
+        assert!(generator.live.len() <= LIVE_MAX);
     }
 }

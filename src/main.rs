@@ -100,6 +100,10 @@ enum Commands {
         /// (default: all live today).
         #[arg(long)]
         instruments: Option<usize>,
+        /// Amends and cancels pick among each connection's N most recent live trades, as
+        /// corrections mostly do (default: any live trade, uniformly: the harder case).
+        #[arg(long)]
+        amend_recent: Option<usize>,
         /// Write an SVG chart (latency by percentile, throughput over time) here.
         #[arg(long)]
         svg: Option<PathBuf>,
@@ -346,6 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             new_percent,
             accounts,
             instruments,
+            amend_recent,
             svg,
             json,
         } => {
@@ -366,6 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 new_percent,
                 accounts,
                 instruments,
+                amend_recent,
                 progress: !json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             // The in-process server's settings come from `KEEL_*` variables, as in load::run.
@@ -397,7 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let quantiles = |q: [Option<u64>; 3]| serde_json::json!({"p50_at_most": q[0], "p99_at_most": q[1], "p999_at_most": q[2]});
                 serde_json::json!({
                     "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
-                    "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments,
+                    "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments, "amend_recent": amend_recent,
                     "offered_per_s": report.offered, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
                     "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},

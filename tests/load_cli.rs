@@ -67,7 +67,13 @@ fn accounts_and_instruments_shape_the_load() {
     assert_eq!(report["instruments"], 3, "{report}");
     assert!(report["instructions"].as_u64().unwrap() > 300, "{report}");
     assert_eq!(report["rejected"], 0, "{report}");
-    for (flag, value) in [("--instruments", "0"), ("--instruments", "10000"), ("--accounts", "0")] {
+    let wrong = [
+        ("--instruments", "0"),
+        ("--instruments", "10000"),
+        ("--accounts", "0"),
+        ("--amend-recent", "0"),
+    ];
+    for (flag, value) in wrong {
         let refused = Command::new(keel).args(load).args([flag, value]).output().unwrap();
         assert!(!refused.status.success(), "{flag} {value} was accepted");
         let stderr = String::from_utf8_lossy(&refused.stderr);
