@@ -45,8 +45,13 @@ const fn chunk_shift(size: usize) -> u32 {
     }
 }
 
-/// A vector of `T` in chunks: `share` is O(len / chunk), and writes copy a shared chunk
-/// first.
+/// log2 of the chunks in a group (see `CowVec`). Small under test, so that the properties
+/// cross group boundaries.
+const GROUP_SHIFT: u32 = if cfg!(test) { 1 } else { 6 };
+const GROUP: usize = 1 << GROUP_SHIFT;
+
+/// A vector of `T` in chunks, the chunks in groups: `share` is O(groups + chunks written since
+/// the last share), and writes copy a shared chunk (and its group's table) first.
 ///
 /// A chunk is owned outright until a copy shares it, so the shard's writes cost no atomic
 /// check and read no reference count: `Arc::get_mut` on every write was 10% of the engine's
@@ -54,11 +59,18 @@ const fn chunk_shift(size: usize) -> u32 {
 /// [`CowVec::share`] turns the owned chunks into shared ones for a copy; the first write to a
 /// shared chunk takes it back (without copying, if the copy is gone by then).
 ///
-/// `OWNED = false` keeps every chunk shared, so that `clone` (`&self`) stays O(chunks): for a
-/// `CowVec` nested inside elements that are cloned when their own chunk is copied (a large
-/// position's bookings).
+/// Groups of 64 chunks do the same one level up. A copy shares whole groups, so taking one
+/// touches one reference count per group, plus one per chunk written since the last copy
+/// (those become shared): a group nobody wrote to since is handed over as it is. With one
+/// level, every chunk's reference count was touched by every image, each a cache miss: 8.8 ms
+/// at 3.6M trades, a stall of the shard, when corrections follow their trades and only the
+/// newest chunks change. The first write to a shared group copies its table (64 handles).
+///
+/// `OWNED = false` keeps every chunk and group shared, so that `clone` (`&self`) stays
+/// O(groups): for a `CowVec` nested inside elements that are cloned when their own chunk is
+/// copied (a large position's bookings).
 pub struct CowVec<T, const OWNED: bool = true> {
-    chunks: Vec<Chunk<T>>,
+    groups: Vec<Group<T>>,
     len: usize,
 }
 
@@ -66,6 +78,12 @@ pub struct CowVec<T, const OWNED: bool = true> {
 enum Chunk<T> {
     Owned(Vec<T>),
     Shared(Arc<Vec<T>>),
+}
+
+#[derive(Debug)]
+enum Group<T> {
+    Owned(Vec<Chunk<T>>),
+    Shared(Arc<Vec<Chunk<T>>>),
 }
 
 impl<T> Chunk<T> {
@@ -76,6 +94,24 @@ impl<T> Chunk<T> {
             Chunk::Shared(chunk) => chunk,
         }
     }
+
+    /// Another handle on a shared chunk.
+    fn share(&self) -> Chunk<T> {
+        match self {
+            Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
+            Chunk::Owned(_) => unreachable!("invariant: a shared group holds shared chunks"),
+        }
+    }
+}
+
+impl<T> Group<T> {
+    #[inline]
+    fn chunks(&self) -> &[Chunk<T>] {
+        match self {
+            Group::Owned(chunks) => chunks,
+            Group::Shared(chunks) => chunks,
+        }
+    }
 }
 
 impl<T, const OWNED: bool> CowVec<T, OWNED> {
@@ -84,7 +120,7 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
     const MASK: usize = Self::CHUNK - 1;
 
     pub const fn new() -> Self {
-        Self { chunks: Vec::new(), len: 0 }
+        Self { groups: Vec::new(), len: 0 }
     }
 
     /// Elements per chunk for this `T`.
@@ -101,20 +137,25 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
     }
 
     #[inline]
+    fn chunk(&self, at: usize) -> &Chunk<T> {
+        &self.groups[at >> GROUP_SHIFT].chunks()[at & (GROUP - 1)]
+    }
+
+    #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
         if index < self.len {
-            Some(&self.chunks[index >> Self::SHIFT].as_slice()[index & Self::MASK])
+            Some(&self.chunk(index >> Self::SHIFT).as_slice()[index & Self::MASK])
         } else {
             None
         }
     }
 
-    /// Makes room in the chunk table for `additional` more elements. Chunks themselves are
+    /// Makes room in the group table for `additional` more elements. Chunks themselves are
     /// allocated as they fill: growth never copies elements, so there is nothing else to
     /// reserve.
     pub fn reserve(&mut self, additional: usize) {
-        let chunks = (self.len + additional).div_ceil(Self::CHUNK);
-        self.chunks.reserve(chunks.saturating_sub(self.chunks.len()));
+        let groups = (self.len + additional).div_ceil(Self::CHUNK).div_ceil(GROUP);
+        self.groups.reserve(groups.saturating_sub(self.groups.len()));
     }
 
     pub fn last(&self) -> Option<&T> {
@@ -123,55 +164,72 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
 
     /// The elements in order.
     pub fn iter(&self) -> Iter<'_, T> {
-        Iter { chunks: self.chunks.iter(), current: [].iter(), remaining: self.len }
+        Iter {
+            groups: self.groups.iter(),
+            chunks: [].iter(),
+            current: [].iter(),
+            remaining: self.len,
+        }
     }
 
     /// The elements from `start` on (none if `start` is past the end), without walking the
     /// ones before it.
     pub fn iter_from(&self, start: usize) -> Iter<'_, T> {
         if start >= self.len {
-            return Iter { chunks: [].iter(), current: [].iter(), remaining: 0 };
+            return Iter { groups: [].iter(), chunks: [].iter(), current: [].iter(), remaining: 0 };
         }
         let at = start >> Self::SHIFT;
+        let group = at >> GROUP_SHIFT;
+        let chunks = self.groups[group].chunks();
         Iter {
-            chunks: self.chunks[at + 1..].iter(),
-            current: self.chunks[at].as_slice()[start & Self::MASK..].iter(),
+            groups: self.groups[group + 1..].iter(),
+            chunks: chunks[(at & (GROUP - 1)) + 1..].iter(),
+            current: chunks[at & (GROUP - 1)].as_slice()[start & Self::MASK..].iter(),
             remaining: self.len - start,
         }
     }
 
     /// The elements in order, a chunk at a time.
     pub fn chunks(&self) -> impl Iterator<Item = &[T]> {
-        self.chunks.iter().map(Chunk::as_slice)
+        self.groups.iter().flat_map(|group| group.chunks().iter().map(Chunk::as_slice))
     }
 
-    /// How many chunks are shared with a copy (and would be copied by a write).
+    /// How many chunks are shared with a copy (and would be copied by a write): those of a
+    /// group a copy holds, and those a copy holds in a group of their own.
     pub fn shared_chunks(&self) -> usize {
-        self.chunks
+        let held = |chunk: &Chunk<T>| matches!(chunk, Chunk::Shared(shared) if Arc::strong_count(shared) > 1);
+        self.groups
             .iter()
-            .filter(|chunk| matches!(chunk, Chunk::Shared(shared) if Arc::strong_count(shared) > 1))
-            .count()
+            .map(|group| match group {
+                Group::Shared(shared) if Arc::strong_count(shared) > 1 => shared.len(),
+                group => group.chunks().iter().filter(|chunk| held(chunk)).count(),
+            })
+            .sum()
     }
 
-    /// A copy sharing every chunk: O(len / chunk), one small allocation per chunk written
-    /// since the last copy. The chunks stay shared until each is next written.
+    /// A copy sharing every chunk: O(groups), plus one small allocation per chunk and per
+    /// group written since the last copy. The chunks and groups stay shared until each is next
+    /// written.
     pub fn share(&mut self) -> Self {
-        for chunk in &mut self.chunks {
-            if let Chunk::Owned(owned) = chunk {
-                *chunk = Chunk::Shared(Arc::new(std::mem::take(owned)));
+        for group in &mut self.groups {
+            if let Group::Owned(chunks) = group {
+                for chunk in chunks.iter_mut() {
+                    if let Chunk::Owned(owned) = chunk {
+                        *chunk = Chunk::Shared(Arc::new(std::mem::take(owned)));
+                    }
+                }
+                *group = Group::Shared(Arc::new(std::mem::take(chunks)));
             }
         }
-        Self { chunks: self.chunks.iter().map(Chunk::share).collect(), len: self.len }
-    }
-}
-
-impl<T> Chunk<T> {
-    /// Another handle on a shared chunk; `share` has made every chunk shared before.
-    fn share(&self) -> Chunk<T> {
-        match self {
-            Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
-            Chunk::Owned(_) => unreachable!("invariant: share() made every chunk shared"),
-        }
+        let groups = self
+            .groups
+            .iter()
+            .map(|group| match group {
+                Group::Shared(shared) => Group::Shared(Arc::clone(shared)),
+                Group::Owned(_) => unreachable!("invariant: share() made every group shared"),
+            })
+            .collect();
+        Self { groups, len: self.len }
     }
 }
 
@@ -188,13 +246,22 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
         if self.len & Self::MASK == 0 {
             let mut chunk = Vec::with_capacity(Self::CHUNK);
             chunk.push(value);
-            self.chunks.push(if OWNED {
-                Chunk::Owned(chunk)
+            let chunk = if OWNED { Chunk::Owned(chunk) } else { Chunk::Shared(Arc::new(chunk)) };
+            let chunks = self.len >> Self::SHIFT;
+            if chunks & (GROUP - 1) == 0 {
+                let mut group = Vec::with_capacity(GROUP);
+                group.push(chunk);
+                self.groups.push(if OWNED {
+                    Group::Owned(group)
+                } else {
+                    Group::Shared(Arc::new(group))
+                });
             } else {
-                Chunk::Shared(Arc::new(chunk))
-            });
+                let last = self.groups.len() - 1;
+                self.group_mut(last).push(chunk);
+            }
         } else {
-            let last = self.chunks.len() - 1;
+            let last = (self.len - 1) >> Self::SHIFT;
             self.chunk_mut(last).push(value);
         }
         self.len += 1;
@@ -202,10 +269,14 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
 
     /// Removes and returns the last element (copying its chunk first if it is shared).
     pub fn pop(&mut self) -> Option<T> {
-        let last = self.chunks.len().checked_sub(1)?;
+        let last = self.len.checked_sub(1)? >> Self::SHIFT;
         let value = self.chunk_mut(last).pop();
-        if self.chunks[last].as_slice().is_empty() {
-            self.chunks.pop();
+        if self.chunk(last).as_slice().is_empty() {
+            let group = self.groups.len() - 1;
+            self.group_mut(group).pop();
+            if self.groups[group].chunks().is_empty() {
+                self.groups.pop();
+            }
         }
         self.len -= 1;
         value
@@ -220,11 +291,37 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
         }
     }
 
+    /// Group `at`'s table, for writing: as it is if owned; if shared, copied first while a
+    /// copy still holds it (its chunks stay shared), and then owned again (`OWNED`).
+    #[inline]
+    fn group_mut(&mut self, at: usize) -> &mut Vec<Chunk<T>> {
+        let group = &mut self.groups[at];
+        if let Group::Shared(shared) = group {
+            if Arc::get_mut(shared).is_none() {
+                *shared = Arc::new(shared.iter().map(Chunk::share).collect());
+            }
+            if OWNED {
+                let owned = match Arc::get_mut(shared) {
+                    Some(unique) => std::mem::take(unique),
+                    None => unreachable!("invariant: a group just copied has no other owner"),
+                };
+                *group = Group::Owned(owned);
+            }
+        }
+        match group {
+            Group::Owned(owned) => owned,
+            Group::Shared(shared) => match Arc::get_mut(shared) {
+                Some(chunks) => chunks,
+                None => unreachable!("invariant: a group just copied has no other owner"),
+            },
+        }
+    }
+
     /// Chunk `at`, for writing: an owned chunk as it is; a shared one copied first if a copy
     /// still holds it, and then owned again (`OWNED`).
     #[inline]
     fn chunk_mut(&mut self, at: usize) -> &mut Vec<T> {
-        let chunk = &mut self.chunks[at];
+        let chunk = &mut self.group_mut(at >> GROUP_SHIFT)[at & (GROUP - 1)];
         if let Chunk::Shared(shared) = chunk {
             if Arc::get_mut(shared).is_none() {
                 *shared = Arc::new(Self::copy_of(shared));
@@ -254,18 +351,27 @@ impl<T, const OWNED: bool> Default for CowVec<T, OWNED> {
 }
 
 impl<T: Clone, const OWNED: bool> Clone for CowVec<T, OWNED> {
-    /// Shares the shared chunks and copies the owned ones: O(len) unless every chunk is
-    /// shared (`OWNED = false`, or just after `share`). Use [`CowVec::share`] for an image.
+    /// Shares the shared groups and chunks and copies the owned ones: O(len) unless every
+    /// group is shared (`OWNED = false`, or just after `share`). Use [`CowVec::share`] for an
+    /// image.
     fn clone(&self) -> Self {
-        let chunks = self
-            .chunks
+        let chunk = |chunk: &Chunk<T>| match chunk {
+            Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
+            Chunk::Owned(owned) => Chunk::Owned(Self::copy_of(owned)),
+        };
+        let groups = self
+            .groups
             .iter()
-            .map(|chunk| match chunk {
-                Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
-                Chunk::Owned(owned) => Chunk::Owned(Self::copy_of(owned)),
+            .map(|group| match group {
+                Group::Shared(shared) => Group::Shared(Arc::clone(shared)),
+                Group::Owned(chunks) => {
+                    let mut copy = Vec::with_capacity(GROUP);
+                    copy.extend(chunks.iter().map(chunk));
+                    Group::Owned(copy)
+                }
             })
             .collect();
-        Self { chunks, len: self.len }
+        Self { groups, len: self.len }
     }
 }
 
@@ -275,7 +381,7 @@ impl<T, const OWNED: bool> Index<usize> for CowVec<T, OWNED> {
     #[inline]
     fn index(&self, index: usize) -> &T {
         assert!(index < self.len, "index {index} out of range for length {}", self.len);
-        &self.chunks[index >> Self::SHIFT].as_slice()[index & Self::MASK]
+        &self.chunk(index >> Self::SHIFT).as_slice()[index & Self::MASK]
     }
 }
 
@@ -327,6 +433,7 @@ impl<'a, T, const OWNED: bool> IntoIterator for &'a CowVec<T, OWNED> {
 /// Iterator over a `CowVec`'s elements in order.
 #[derive(Debug)]
 pub struct Iter<'a, T> {
+    groups: std::slice::Iter<'a, Group<T>>,
     chunks: std::slice::Iter<'a, Chunk<T>>,
     current: std::slice::Iter<'a, T>,
     remaining: usize,
@@ -342,7 +449,10 @@ impl<'a, T> Iterator for Iter<'a, T> {
                 self.remaining -= 1;
                 return Some(value);
             }
-            self.current = self.chunks.next()?.as_slice().iter();
+            match self.chunks.next() {
+                Some(chunk) => self.current = chunk.as_slice().iter(),
+                None => self.chunks = self.groups.next()?.chunks().iter(),
+            }
         }
     }
 
@@ -356,6 +466,7 @@ impl<T> ExactSizeIterator for Iter<'_, T> {}
 impl<T> Clone for Iter<'_, T> {
     fn clone(&self) -> Self {
         Iter {
+            groups: self.groups.clone(),
             chunks: self.chunks.clone(),
             current: self.current.clone(),
             remaining: self.remaining,
@@ -405,6 +516,10 @@ impl<'de, T: Deserialize<'de> + Clone, const OWNED: bool> Deserialize<'de> for C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn all_chunks<T, const OWNED: bool>(cow: &CowVec<T, OWNED>) -> impl Iterator<Item = &Chunk<T>> {
+        cow.groups.iter().flat_map(|group| group.chunks())
+    }
 
     #[test]
     fn chunk_sizes_keep_chunks_near_8_kib() {
@@ -469,8 +584,8 @@ mod tests {
         let chunk = CowVec::<u64>::chunk_len();
         let mut owned: CowVec<u64> = (0..(2 * chunk as u64)).collect();
         let mut shared: CowVec<u64, false> = owned.iter().copied().collect();
-        assert!(owned.chunks.iter().all(|c| matches!(c, Chunk::Owned(_))));
-        assert!(shared.chunks.iter().all(|c| matches!(c, Chunk::Shared(_))));
+        assert!(all_chunks(&owned).all(|c| matches!(c, Chunk::Owned(_))));
+        assert!(all_chunks(&shared).all(|c| matches!(c, Chunk::Shared(_))));
         // A clone copies owned chunks (nothing shared) and shares shared ones.
         let cloned = owned.clone();
         assert_eq!((owned.shared_chunks(), cloned.shared_chunks()), (0, 0));
@@ -482,17 +597,39 @@ mod tests {
         let image = owned.share();
         assert_eq!(owned.shared_chunks(), 2);
         owned[0] = 7;
-        assert!(matches!(owned.chunks[0], Chunk::Owned(_)));
+        assert!(matches!(*owned.chunk(0), Chunk::Owned(_)));
         assert_eq!((owned.shared_chunks(), image[0]), (1, 0));
         drop(image);
-        let address = owned.chunks[1].as_slice().as_ptr();
+        let address = owned.chunk(1).as_slice().as_ptr();
         owned[chunk] = 9;
-        assert!(matches!(owned.chunks[1], Chunk::Owned(_)));
-        assert_eq!(owned.chunks[1].as_slice().as_ptr(), address, "taken back, not copied");
+        assert!(matches!(*owned.chunk(1), Chunk::Owned(_)));
+        assert_eq!(owned.chunk(1).as_slice().as_ptr(), address, "taken back, not copied");
         // The nested mode keeps a written chunk shared, so its clone stays cheap.
         shared[0] = 7;
-        assert!(shared.chunks.iter().all(|c| matches!(c, Chunk::Shared(_))));
+        assert!(all_chunks(&shared).all(|c| matches!(c, Chunk::Shared(_))));
         assert_eq!((owned[0], shared[0], cloned[0]), (7, 7, 0));
+    }
+
+    /// A second copy hands over the groups nobody wrote to since the first as they are (the
+    /// same table, no chunk's count touched); the written group is a new table.
+    #[test]
+    fn a_copy_shares_untouched_groups_whole() {
+        let chunk = CowVec::<u64>::chunk_len();
+        let mut cow: CowVec<u64> = (0..(4 * GROUP * chunk) as u64).collect();
+        let first = cow.share();
+        cow[0] = 1;
+        let second = cow.share();
+        let group = |copy: &CowVec<u64>, at: usize| match &copy.groups[at] {
+            Group::Shared(shared) => Arc::clone(shared),
+            Group::Owned(_) => panic!("a copy's groups are shared"),
+        };
+        assert!(!Arc::ptr_eq(&group(&first, 0), &group(&second, 0)));
+        for at in 1..4 {
+            assert!(Arc::ptr_eq(&group(&first, at), &group(&second, at)), "group {at}");
+            let untouched = |chunk: &Chunk<u64>| matches!(chunk, Chunk::Shared(shared) if Arc::strong_count(shared) == 1);
+            assert!(group(&second, at).iter().all(untouched), "group {at}");
+        }
+        assert_eq!((first[0], second[0], cow[0]), (0, 1, 1));
     }
 
     #[test]
