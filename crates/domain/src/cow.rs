@@ -74,42 +74,70 @@ pub struct CowVec<T, const OWNED: bool = true> {
     len: usize,
 }
 
+/// A chunk or a group: owned outright, or behind a reference count once a copy may share it.
 #[derive(Debug)]
-enum Chunk<T> {
-    Owned(Vec<T>),
-    Shared(Arc<Vec<T>>),
+enum Slot<X> {
+    Owned(X),
+    Shared(Arc<X>),
 }
 
-#[derive(Debug)]
-enum Group<T> {
-    Owned(Vec<Chunk<T>>),
-    Shared(Arc<Vec<Chunk<T>>>),
-}
+/// Elements.
+type Chunk<T> = Slot<Vec<T>>;
+/// Chunks.
+type Group<T> = Slot<Vec<Chunk<T>>>;
 
-impl<T> Chunk<T> {
+impl<X> Slot<X> {
     #[inline]
-    fn as_slice(&self) -> &[T] {
+    fn get(&self) -> &X {
         match self {
-            Chunk::Owned(chunk) => chunk,
-            Chunk::Shared(chunk) => chunk,
+            Slot::Owned(value) => value,
+            Slot::Shared(value) => value,
         }
     }
 
-    /// Another handle on a shared chunk.
-    fn share(&self) -> Chunk<T> {
+    /// Another handle on a shared slot (what a copy holds).
+    fn share(&self) -> Slot<X> {
         match self {
-            Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
-            Chunk::Owned(_) => unreachable!("invariant: a shared group holds shared chunks"),
+            Slot::Shared(shared) => Slot::Shared(Arc::clone(shared)),
+            Slot::Owned(_) => unreachable!("invariant: only shared slots are handed to a copy"),
         }
     }
-}
 
-impl<T> Group<T> {
+    /// Puts an owned slot behind a reference count, so that `share` may hand it out.
+    fn make_shared(&mut self)
+    where
+        X: Default,
+    {
+        if let Slot::Owned(owned) = self {
+            *self = Slot::Shared(Arc::new(std::mem::take(owned)));
+        }
+    }
+
+    /// The slot for writing: as it is if owned; if shared, first copied (`copy`) while another
+    /// handle holds it, and then owned again when `own` (else kept shared, and unique).
     #[inline]
-    fn chunks(&self) -> &[Chunk<T>] {
+    fn make_mut(&mut self, own: bool, copy: impl FnOnce(&X) -> X) -> &mut X
+    where
+        X: Default,
+    {
+        if let Slot::Shared(shared) = self {
+            if Arc::get_mut(shared).is_none() {
+                *shared = Arc::new(copy(shared));
+            }
+            if own {
+                let owned = match Arc::get_mut(shared) {
+                    Some(unique) => std::mem::take(unique),
+                    None => unreachable!("invariant: a slot just copied has no other owner"),
+                };
+                *self = Slot::Owned(owned);
+            }
+        }
         match self {
-            Group::Owned(chunks) => chunks,
-            Group::Shared(chunks) => chunks,
+            Slot::Owned(owned) => owned,
+            Slot::Shared(shared) => match Arc::get_mut(shared) {
+                Some(unique) => unique,
+                None => unreachable!("invariant: a slot just copied has no other owner"),
+            },
         }
     }
 }
@@ -138,13 +166,13 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
 
     #[inline]
     fn chunk(&self, at: usize) -> &Chunk<T> {
-        &self.groups[at >> GROUP_SHIFT].chunks()[at & (GROUP - 1)]
+        &self.groups[at >> GROUP_SHIFT].get()[at & (GROUP - 1)]
     }
 
     #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
         if index < self.len {
-            Some(&self.chunk(index >> Self::SHIFT).as_slice()[index & Self::MASK])
+            Some(&self.chunk(index >> Self::SHIFT).get()[index & Self::MASK])
         } else {
             None
         }
@@ -180,29 +208,29 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
         }
         let at = start >> Self::SHIFT;
         let group = at >> GROUP_SHIFT;
-        let chunks = self.groups[group].chunks();
+        let chunks = self.groups[group].get();
         Iter {
             groups: self.groups[group + 1..].iter(),
             chunks: chunks[(at & (GROUP - 1)) + 1..].iter(),
-            current: chunks[at & (GROUP - 1)].as_slice()[start & Self::MASK..].iter(),
+            current: chunks[at & (GROUP - 1)].get()[start & Self::MASK..].iter(),
             remaining: self.len - start,
         }
     }
 
     /// The elements in order, a chunk at a time.
     pub fn chunks(&self) -> impl Iterator<Item = &[T]> {
-        self.groups.iter().flat_map(|group| group.chunks().iter().map(Chunk::as_slice))
+        self.groups.iter().flat_map(|group| group.get().iter().map(|chunk| chunk.get().as_slice()))
     }
 
     /// How many chunks are shared with a copy (and would be copied by a write): those of a
     /// group a copy holds, and those a copy holds in a group of their own.
     pub fn shared_chunks(&self) -> usize {
-        let held = |chunk: &Chunk<T>| matches!(chunk, Chunk::Shared(shared) if Arc::strong_count(shared) > 1);
+        let held = |chunk: &Chunk<T>| matches!(chunk, Slot::Shared(shared) if Arc::strong_count(shared) > 1);
         self.groups
             .iter()
             .map(|group| match group {
-                Group::Shared(shared) if Arc::strong_count(shared) > 1 => shared.len(),
-                group => group.chunks().iter().filter(|chunk| held(chunk)).count(),
+                Slot::Shared(shared) if Arc::strong_count(shared) > 1 => shared.len(),
+                group => group.get().iter().filter(|chunk| held(chunk)).count(),
             })
             .sum()
     }
@@ -212,24 +240,12 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
     /// written.
     pub fn share(&mut self) -> Self {
         for group in &mut self.groups {
-            if let Group::Owned(chunks) = group {
-                for chunk in chunks.iter_mut() {
-                    if let Chunk::Owned(owned) = chunk {
-                        *chunk = Chunk::Shared(Arc::new(std::mem::take(owned)));
-                    }
-                }
-                *group = Group::Shared(Arc::new(std::mem::take(chunks)));
+            if let Slot::Owned(chunks) = group {
+                chunks.iter_mut().for_each(Slot::make_shared);
+                group.make_shared();
             }
         }
-        let groups = self
-            .groups
-            .iter()
-            .map(|group| match group {
-                Group::Shared(shared) => Group::Shared(Arc::clone(shared)),
-                Group::Owned(_) => unreachable!("invariant: share() made every group shared"),
-            })
-            .collect();
-        Self { groups, len: self.len }
+        Self { groups: self.groups.iter().map(Slot::share).collect(), len: self.len }
     }
 }
 
@@ -246,15 +262,15 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
         if self.len & Self::MASK == 0 {
             let mut chunk = Vec::with_capacity(Self::CHUNK);
             chunk.push(value);
-            let chunk = if OWNED { Chunk::Owned(chunk) } else { Chunk::Shared(Arc::new(chunk)) };
+            let chunk = if OWNED { Slot::Owned(chunk) } else { Slot::Shared(Arc::new(chunk)) };
             let chunks = self.len >> Self::SHIFT;
             if chunks & (GROUP - 1) == 0 {
                 let mut group = Vec::with_capacity(GROUP);
                 group.push(chunk);
                 self.groups.push(if OWNED {
-                    Group::Owned(group)
+                    Slot::Owned(group)
                 } else {
-                    Group::Shared(Arc::new(group))
+                    Slot::Shared(Arc::new(group))
                 });
             } else {
                 let last = self.groups.len() - 1;
@@ -271,10 +287,10 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
     pub fn pop(&mut self) -> Option<T> {
         let last = self.len.checked_sub(1)? >> Self::SHIFT;
         let value = self.chunk_mut(last).pop();
-        if self.chunk(last).as_slice().is_empty() {
+        if self.chunk(last).get().is_empty() {
             let group = self.groups.len() - 1;
             self.group_mut(group).pop();
-            if self.groups[group].chunks().is_empty() {
+            if self.groups[group].get().is_empty() {
                 self.groups.pop();
             }
         }
@@ -295,26 +311,7 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
     /// copy still holds it (its chunks stay shared), and then owned again (`OWNED`).
     #[inline]
     fn group_mut(&mut self, at: usize) -> &mut Vec<Chunk<T>> {
-        let group = &mut self.groups[at];
-        if let Group::Shared(shared) = group {
-            if Arc::get_mut(shared).is_none() {
-                *shared = Arc::new(shared.iter().map(Chunk::share).collect());
-            }
-            if OWNED {
-                let owned = match Arc::get_mut(shared) {
-                    Some(unique) => std::mem::take(unique),
-                    None => unreachable!("invariant: a group just copied has no other owner"),
-                };
-                *group = Group::Owned(owned);
-            }
-        }
-        match group {
-            Group::Owned(owned) => owned,
-            Group::Shared(shared) => match Arc::get_mut(shared) {
-                Some(chunks) => chunks,
-                None => unreachable!("invariant: a group just copied has no other owner"),
-            },
-        }
+        self.groups[at].make_mut(OWNED, |chunks| chunks.iter().map(Slot::share).collect())
     }
 
     /// Chunk `at`, for writing: an owned chunk as it is; a shared one copied first if a copy
@@ -322,25 +319,7 @@ impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
     #[inline]
     fn chunk_mut(&mut self, at: usize) -> &mut Vec<T> {
         let chunk = &mut self.group_mut(at >> GROUP_SHIFT)[at & (GROUP - 1)];
-        if let Chunk::Shared(shared) = chunk {
-            if Arc::get_mut(shared).is_none() {
-                *shared = Arc::new(Self::copy_of(shared));
-            }
-            if OWNED {
-                let owned = match Arc::get_mut(shared) {
-                    Some(unique) => std::mem::take(unique),
-                    None => unreachable!("invariant: a chunk just copied has no other owner"),
-                };
-                *chunk = Chunk::Owned(owned);
-            }
-        }
-        match chunk {
-            Chunk::Owned(owned) => owned,
-            Chunk::Shared(shared) => match Arc::get_mut(shared) {
-                Some(chunk) => chunk,
-                None => unreachable!("invariant: a chunk just copied has no other owner"),
-            },
-        }
+        chunk.make_mut(OWNED, |chunk| Self::copy_of(chunk))
     }
 }
 
@@ -356,18 +335,18 @@ impl<T: Clone, const OWNED: bool> Clone for CowVec<T, OWNED> {
     /// image.
     fn clone(&self) -> Self {
         let chunk = |chunk: &Chunk<T>| match chunk {
-            Chunk::Shared(shared) => Chunk::Shared(Arc::clone(shared)),
-            Chunk::Owned(owned) => Chunk::Owned(Self::copy_of(owned)),
+            Slot::Shared(shared) => Slot::Shared(Arc::clone(shared)),
+            Slot::Owned(owned) => Slot::Owned(Self::copy_of(owned)),
         };
         let groups = self
             .groups
             .iter()
             .map(|group| match group {
-                Group::Shared(shared) => Group::Shared(Arc::clone(shared)),
-                Group::Owned(chunks) => {
+                Slot::Shared(shared) => Slot::Shared(Arc::clone(shared)),
+                Slot::Owned(chunks) => {
                     let mut copy = Vec::with_capacity(GROUP);
                     copy.extend(chunks.iter().map(chunk));
-                    Group::Owned(copy)
+                    Slot::Owned(copy)
                 }
             })
             .collect();
@@ -381,7 +360,7 @@ impl<T, const OWNED: bool> Index<usize> for CowVec<T, OWNED> {
     #[inline]
     fn index(&self, index: usize) -> &T {
         assert!(index < self.len, "index {index} out of range for length {}", self.len);
-        &self.chunk(index >> Self::SHIFT).as_slice()[index & Self::MASK]
+        &self.chunk(index >> Self::SHIFT).get()[index & Self::MASK]
     }
 }
 
@@ -450,8 +429,8 @@ impl<'a, T> Iterator for Iter<'a, T> {
                 return Some(value);
             }
             match self.chunks.next() {
-                Some(chunk) => self.current = chunk.as_slice().iter(),
-                None => self.chunks = self.groups.next()?.chunks().iter(),
+                Some(chunk) => self.current = chunk.get().iter(),
+                None => self.chunks = self.groups.next()?.get().iter(),
             }
         }
     }
@@ -518,7 +497,7 @@ mod tests {
     use super::*;
 
     fn all_chunks<T, const OWNED: bool>(cow: &CowVec<T, OWNED>) -> impl Iterator<Item = &Chunk<T>> {
-        cow.groups.iter().flat_map(|group| group.chunks())
+        cow.groups.iter().flat_map(|group| group.get())
     }
 
     #[test]
@@ -584,8 +563,8 @@ mod tests {
         let chunk = CowVec::<u64>::chunk_len();
         let mut owned: CowVec<u64> = (0..(2 * chunk as u64)).collect();
         let mut shared: CowVec<u64, false> = owned.iter().copied().collect();
-        assert!(all_chunks(&owned).all(|c| matches!(c, Chunk::Owned(_))));
-        assert!(all_chunks(&shared).all(|c| matches!(c, Chunk::Shared(_))));
+        assert!(all_chunks(&owned).all(|c| matches!(c, Slot::Owned(_))));
+        assert!(all_chunks(&shared).all(|c| matches!(c, Slot::Shared(_))));
         // A clone copies owned chunks (nothing shared) and shares shared ones.
         let cloned = owned.clone();
         assert_eq!((owned.shared_chunks(), cloned.shared_chunks()), (0, 0));
@@ -597,16 +576,16 @@ mod tests {
         let image = owned.share();
         assert_eq!(owned.shared_chunks(), 2);
         owned[0] = 7;
-        assert!(matches!(*owned.chunk(0), Chunk::Owned(_)));
+        assert!(matches!(*owned.chunk(0), Slot::Owned(_)));
         assert_eq!((owned.shared_chunks(), image[0]), (1, 0));
         drop(image);
-        let address = owned.chunk(1).as_slice().as_ptr();
+        let address = owned.chunk(1).get().as_ptr();
         owned[chunk] = 9;
-        assert!(matches!(*owned.chunk(1), Chunk::Owned(_)));
-        assert_eq!(owned.chunk(1).as_slice().as_ptr(), address, "taken back, not copied");
+        assert!(matches!(*owned.chunk(1), Slot::Owned(_)));
+        assert_eq!(owned.chunk(1).get().as_ptr(), address, "taken back, not copied");
         // The nested mode keeps a written chunk shared, so its clone stays cheap.
         shared[0] = 7;
-        assert!(all_chunks(&shared).all(|c| matches!(c, Chunk::Shared(_))));
+        assert!(all_chunks(&shared).all(|c| matches!(c, Slot::Shared(_))));
         assert_eq!((owned[0], shared[0], cloned[0]), (7, 7, 0));
     }
 
@@ -620,13 +599,13 @@ mod tests {
         cow[0] = 1;
         let second = cow.share();
         let group = |copy: &CowVec<u64>, at: usize| match &copy.groups[at] {
-            Group::Shared(shared) => Arc::clone(shared),
-            Group::Owned(_) => panic!("a copy's groups are shared"),
+            Slot::Shared(shared) => Arc::clone(shared),
+            Slot::Owned(_) => panic!("a copy's groups are shared"),
         };
         assert!(!Arc::ptr_eq(&group(&first, 0), &group(&second, 0)));
         for at in 1..4 {
             assert!(Arc::ptr_eq(&group(&first, at), &group(&second, at)), "group {at}");
-            let untouched = |chunk: &Chunk<u64>| matches!(chunk, Chunk::Shared(shared) if Arc::strong_count(shared) == 1);
+            let untouched = |chunk: &Chunk<u64>| matches!(chunk, Slot::Shared(shared) if Arc::strong_count(shared) == 1);
             assert!(group(&second, at).iter().all(untouched), "group {at}");
         }
         assert_eq!((first[0], second[0], cow[0]), (0, 1, 1));
