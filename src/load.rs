@@ -132,9 +132,6 @@ impl Universe {
             !futures.is_empty(),
             "no live futures in the shipped master for today's date"
         );
-        if let Some(recent) = options.amend_recent {
-            anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
-        }
         if let Some(wanted) = options.instruments {
             anyhow::ensure!(
                 (1..=futures.len()).contains(&wanted),
@@ -351,6 +348,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let scratch = std::env::temp_dir().join(format!("keel-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let data = DataDir::new(&scratch);
+    if let Some(recent) = options.amend_recent {
+        anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
+    }
     let (universe, accounts_csv) = Universe::new(&options)?;
     let universe = Arc::new(universe);
     let mut credentials = Vec::new();
@@ -386,9 +386,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         accepted: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         latency_us: parking_lot::Mutex::new(histogram),
-        per_second: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
-        max_latency_us: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
-        slow_batches: (0..options.duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect(),
+        per_second: counters(options.duration),
+        max_latency_us: counters(options.duration),
+        slow_batches: counters(options.duration),
         started: Instant::now(),
     });
     let deadline = tally.started + options.duration;
@@ -451,24 +451,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         rejected: tally.rejected.load(Ordering::Relaxed),
         elapsed,
         latency_us,
-        per_second: tally
-            .per_second
-            .iter()
-            .take(seconds)
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect(),
-        max_latency_us_per_second: tally
-            .max_latency_us
-            .iter()
-            .take(seconds)
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect(),
-        slow_batches_per_second: tally
-            .slow_batches
-            .iter()
-            .take(seconds)
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect(),
+        per_second: read(&tally.per_second, seconds),
+        max_latency_us_per_second: read(&tally.max_latency_us, seconds),
+        slow_batches_per_second: read(&tally.slow_batches, seconds),
         offered: match options.mode {
             Mode::Open { rate } => Some(rate),
             Mode::Closed { .. } => None,
@@ -479,6 +464,16 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         journal_sync_us,
         server_batch_us,
     })
+}
+
+/// A counter for each second of a run of `duration` (and 30 s of draining after it).
+fn counters(duration: Duration) -> Vec<AtomicU64> {
+    (0..duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// The first `seconds` of `counters`.
+fn read(counters: &[AtomicU64], seconds: usize) -> Vec<u64> {
+    counters.iter().take(seconds).map(|c| c.load(Ordering::Relaxed)).collect()
 }
 
 /// One stream of batches on one connection.

@@ -96,12 +96,13 @@ enum Commands {
         /// accounts): with the instruments, how many positions the trades spread over.
         #[arg(long)]
         accounts: Option<usize>,
-        /// Live futures traded, the first N of the shipped master by expiry order in the file
-        /// (default: all live today).
+        /// Live futures traded: the first N of the shipped master, in its order (default: all
+        /// live today).
         #[arg(long)]
         instruments: Option<usize>,
-        /// Amends and cancels pick among each connection's N most recent live trades, as
-        /// corrections mostly do (default: any live trade, uniformly: the harder case).
+        /// Amends and cancels pick among the N most recent live trades of their stream (a
+        /// connection, or one in-flight slot of it in closed loop), as corrections mostly do
+        /// (default: any live trade, uniformly: the harder case).
         #[arg(long)]
         amend_recent: Option<usize>,
         /// Write an SVG chart (latency by percentile, throughput over time) here.

@@ -107,7 +107,8 @@ pub struct Position {
     short: i64,
     realized: Amount,
     /// Known flat points (kept in gross mode): `(n, realized)` where the position had no open
-    /// lot after its first `n` bookings. A gross-mode reversal refolds only from the last known flat point before the booking
+    /// lot after its first `n` bookings. A gross-mode reversal refolds only from the last known
+    /// flat point before the booking
     /// it removes, not from the first booking: for accounts that go flat (day traders, or any
     /// position closed and reopened) that bounds the work to the latest cycle. A cache: every
     /// entry is a true flat point of the current history, but not every flat point need be
@@ -297,10 +298,7 @@ impl Position {
 
     /// Open lots of one side, oldest first.
     pub fn lots(&self, side: Side) -> impl Iterator<Item = Lot> + '_ {
-        let head = match side {
-            Side::Buy => self.long_head,
-            Side::Sell => self.short_head,
-        } as usize;
+        let (_, head) = self.open(side);
         self.entries.iter_from(head).filter(move |entry| entry.side == side && entry.open > 0).map(
             |entry| Lot {
                 booking: BookingId(entry.id),
@@ -475,13 +473,10 @@ impl Position {
     /// Closes up to `wanted` of `side`'s open contracts, oldest first, against nothing (the
     /// matching contracts are already closed): returns how many and their value.
     fn close_oldest(&mut self, side: Side, wanted: i32) -> (i32, i128) {
-        if self.open_total(side) == 0 {
+        let (open, mut index) = self.open(side);
+        if open == 0 {
             return (0, 0);
         }
-        let mut index = match side {
-            Side::Buy => self.long_head,
-            Side::Sell => self.short_head,
-        } as usize;
         let (mut taken, mut value) = (0, 0i128);
         while taken < wanted && index < self.entries.len() {
             let candidate = &self.entries[index];
@@ -505,10 +500,9 @@ impl Position {
         if wanted == 0 {
             return Ok((0, 0));
         }
-        let mut index = match (side, self.open_total(side)) {
-            (_, 0) => self.entries.len(),
-            (Side::Buy, _) => self.long_head as usize + 1,
-            (Side::Sell, _) => self.short_head as usize + 1,
+        let mut index = match self.open(side) {
+            (0, _) => self.entries.len(),
+            (_, head) => head + 1,
         };
         let (mut given, mut value, mut first) = (0, 0i128, None);
         while given < wanted && index > 0 {
@@ -524,10 +518,7 @@ impl Position {
                 first = Some(index as u32);
             }
         }
-        let (total, head) = match side {
-            Side::Buy => (&mut self.long, &mut self.long_head),
-            Side::Sell => (&mut self.short, &mut self.short_head),
-        };
+        let (total, head) = self.open_mut(side);
         if let Some(first) = first {
             *head = first;
         }
@@ -535,10 +526,19 @@ impl Position {
         Ok((given, value))
     }
 
-    fn open_total(&self, side: Side) -> i64 {
+    /// Open contracts of `side` and the index of its first open lot (0 when there is none).
+    fn open(&self, side: Side) -> (i64, usize) {
         match side {
-            Side::Buy => self.long,
-            Side::Sell => self.short,
+            Side::Buy => (self.long, self.long_head as usize),
+            Side::Sell => (self.short, self.short_head as usize),
+        }
+    }
+
+    /// `open`, for writing.
+    fn open_mut(&mut self, side: Side) -> (&mut i64, &mut u32) {
+        match side {
+            Side::Buy => (&mut self.long, &mut self.long_head),
+            Side::Sell => (&mut self.short, &mut self.short_head),
         }
     }
 
@@ -686,10 +686,8 @@ impl Position {
         let entry = &mut self.entries[index];
         entry.open = remaining;
         if remaining > 0 {
-            let (total, head) = match entry.side {
-                Side::Buy => (&mut self.long, &mut self.long_head),
-                Side::Sell => (&mut self.short, &mut self.short_head),
-            };
+            let side = entry.side;
+            let (total, head) = self.open_mut(side);
             if *total == 0 {
                 *head = index as u32;
             }
@@ -701,22 +699,19 @@ impl Position {
     /// Removes `quantity` open contracts of `side`, keeping the head canonical: the index of
     /// the first open lot of that side, or 0 when there is none.
     fn take_open(&mut self, side: Side, quantity: i64) {
-        let (total, head) = match side {
-            Side::Buy => (&mut self.long, &mut self.long_head),
-            Side::Sell => (&mut self.short, &mut self.short_head),
-        };
+        let (total, head) = self.open_mut(side);
         *total -= quantity;
         if *total == 0 {
             *head = 0;
-        } else {
-            let mut index = *head as usize;
-            while index < self.entries.len()
-                && !(self.entries[index].side == side && self.entries[index].open > 0)
-            {
-                index += 1;
-            }
-            *head = index as u32;
+            return;
         }
+        let mut index = *head as usize;
+        while index < self.entries.len()
+            && !(self.entries[index].side == side && self.entries[index].open > 0)
+        {
+            index += 1;
+        }
+        *self.open_mut(side).1 = index as u32;
     }
 
     /// Closes lots of the other side first-in first-out against the booking at `index`;
@@ -724,17 +719,10 @@ impl Position {
     fn close_opposite(&mut self, index: usize, multiplier: i128) -> Result<i32, PositionError> {
         let Entry { side, price, quantity, .. } = self.entries[index];
         let opposite = side.opposite();
-        let open_opposite = match side {
-            Side::Buy => self.short,
-            Side::Sell => self.long,
-        };
+        let (open_opposite, mut head) = self.open(opposite);
         if open_opposite == 0 {
             return Ok(quantity);
         }
-        let mut head = match side {
-            Side::Buy => self.short_head,
-            Side::Sell => self.long_head,
-        } as usize;
         let mut remaining = quantity;
         let mut realized = self.realized.nanos();
         while remaining > 0 && head < index {
@@ -762,11 +750,7 @@ impl Position {
                 head += 1;
             }
         }
-        let head = head as u32;
-        match side {
-            Side::Buy => self.short_head = head,
-            Side::Sell => self.long_head = head,
-        }
+        *self.open_mut(opposite).1 = head as u32;
         self.take_open(opposite, i64::from(quantity - remaining));
         self.realized = Amount::from_nanos(realized);
         Ok(remaining)

@@ -108,7 +108,7 @@ pub struct GroupAllocation {
 mod canon {
     use keel_domain::canon::{variant, Canon};
 
-    use super::{Placement, ReportKind, TradeKey, TradeRecord, TradeStatus};
+    use super::{GroupKey, Placement, ReportKind, TradeKey, TradeRecord, TradeStatus};
     use crate::reference::{AccountKey, FirmKey, InstrumentKey, VenueKey};
 
     macro_rules! canon_newtype {
@@ -122,7 +122,7 @@ mod canon {
         )*};
     }
 
-    canon_newtype!(TradeKey, AccountKey, InstrumentKey, FirmKey, VenueKey);
+    canon_newtype!(TradeKey, AccountKey, InstrumentKey, FirmKey, VenueKey, GroupKey);
 
     impl Canon for TradeStatus {
         #[inline]
@@ -199,7 +199,7 @@ mod canon {
             effect.canon(out);
             executing_firm.canon(out);
             venue.canon(out);
-            group.map(|group| group.0).canon(out);
+            group.canon(out);
             version.canon(out);
             status.canon(out);
             placement.canon(out);
@@ -209,7 +209,6 @@ mod canon {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::record::GroupKey;
         use keel_domain::{Date, PositionEffect, Price, Quantity, Side};
         use keel_position_keeping::BookingId;
         use proptest::prelude::*;
