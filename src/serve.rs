@@ -26,6 +26,10 @@ pub fn store_options(config: &ServerConfig) -> StoreOptions {
         snapshot_interval: config.snapshot_interval,
         reserve_trades: config.reserve_trades,
         reserve_positions: config.reserve_positions,
+        journal: keel_journal::JournalOptions {
+            direct_io: config.journal_direct_io,
+            ..keel_journal::JournalOptions::default()
+        },
         ..StoreOptions::default()
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use keel_domain::TenantId;
 
+use crate::direct::{DirectSegment, DIRECT_ALIGN};
 use crate::error::JournalError;
 use crate::format::{
     encode_chained, encode_command, genesis, tenant_bytes, ChainHash, RecordKind, SegmentHeader,
@@ -33,11 +34,15 @@ pub struct JournalOptions {
     /// the new size and blocks to its own journal first). The first segment, and any segment
     /// the helper has not finished in time, grows by appends as before.
     pub preallocate: bool,
+    /// Write preallocated segments, and their zeros, with `O_DIRECT` in whole pages from an
+    /// aligned buffer, where the file system allows it (`crate::direct`): no page cache for
+    /// either. The bytes on disk are the same either way.
+    pub direct_io: bool,
 }
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        Self { segment_bytes_max: 64 << 20, backup_dir: None, preallocate: true }
+        Self { segment_bytes_max: 64 << 20, backup_dir: None, preallocate: true, direct_io: true }
     }
 }
 
@@ -72,6 +77,9 @@ pub struct Journal {
     tenant: TenantId,
     options: JournalOptions,
     file: File,
+    /// The current segment's direct writer, when `direct_io` is on, the segment was
+    /// preallocated and the file system allows it; otherwise records go through `file`.
+    direct: Option<DirectSegment>,
     backup: Option<File>,
     segment_number: u32,
     segment_len: u64,
@@ -88,6 +96,15 @@ pub struct Journal {
     poisoned: bool,
     /// The helper preparing the next segment's file, if one was started.
     prepared: Option<Helper>,
+}
+
+/// A segment's files: the primary (buffered: headers, syncs), its direct writer if it has
+/// one, and the backup twin if the journal keeps one.
+#[derive(Debug)]
+struct SegmentFiles {
+    file: File,
+    direct: Option<DirectSegment>,
+    backup: Option<File>,
 }
 
 /// A thread writing the next segment's zero-filled file.
@@ -169,6 +186,9 @@ impl Journal {
             Trust::Unchecked,
             |_| Ok(()),
         )?;
+        // Direct writes only into preallocated space, which zeros fill past the records (a torn
+        // tail is cut off with them, and the segment grows by appends).
+        let preallocated = bytes.len() as u64 > end.end && end.torn.is_none();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -191,6 +211,11 @@ impl Journal {
         // Not the file's end: a preallocated segment goes on with zero bytes after its records.
         file.seek(std::io::SeekFrom::Start(end.end)).map_err(JournalError::io(&path))?;
         let backup = Self::open_backup(&options, number, &bytes[..end.end as usize])?;
+        let last_page =
+            &bytes[(end.end - end.end % DIRECT_ALIGN as u64) as usize..end.end as usize];
+        let direct = (options.direct_io && preallocated)
+            .then(|| DirectSegment::open(&path, end.end, last_page))
+            .flatten();
         let report = OpenReport {
             segments: number,
             records_in_last_segment: end.records,
@@ -198,8 +223,8 @@ impl Journal {
             torn_tail,
             repaired_seal: end.repaired,
         };
-        let journal =
-            Journal::assemble(dir, tenant, options, (file, backup), number, end.end, end.state);
+        let files = SegmentFiles { file, direct, backup };
+        let journal = Journal::assemble(dir, tenant, options, files, number, end.end, end.state);
         Ok((journal, report))
     }
 
@@ -221,7 +246,7 @@ impl Journal {
         dir: &Path,
         tenant: TenantId,
         options: JournalOptions,
-        (file, backup): (File, Option<File>),
+        SegmentFiles { file, direct, backup }: SegmentFiles,
         number: u32,
         length: u64,
         state: ChainState,
@@ -231,6 +256,7 @@ impl Journal {
             tenant,
             options,
             file,
+            direct,
             backup,
             segment_number: number,
             segment_len: length,
@@ -251,14 +277,16 @@ impl Journal {
         options: &JournalOptions,
         number: u32,
         state: ChainState,
-    ) -> Result<(File, Option<File>), JournalError> {
+    ) -> Result<SegmentFiles, JournalError> {
         let header = segment_header(tenant, number, state);
         let file = create_segment_file(dir, number, &header)?;
         let backup = match options.backup_dir.as_deref() {
             Some(backup_dir) => Some(create_segment_file(backup_dir, number, &header)?),
             None => None,
         };
-        Ok((file, backup))
+        // Grown by appends, buffered: a direct write's whole pages would leave zeros after the
+        // records, which only preallocated space has.
+        Ok(SegmentFiles { file, direct: None, backup })
     }
 
     /// Opens the backup twin of the current segment, bringing it level with the primary.
@@ -277,6 +305,12 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the current segment is written direct, bypassing the page cache: the option is
+    /// on, the segment was preallocated and its file system allows it.
+    pub fn writes_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Sequence of the last command appended (durable or not).
@@ -393,7 +427,11 @@ impl Journal {
             self.roll_segment()?;
         }
         let path = self.dir.join(segment_name(self.segment_number));
-        self.file.write_all(&self.buffer).map_err(JournalError::io(&path))?;
+        match self.direct.as_mut() {
+            Some(direct) => direct.write(&self.buffer),
+            None => self.file.write_all(&self.buffer),
+        }
+        .map_err(JournalError::io(&path))?;
         if let Some(backup) = self.backup.as_mut() {
             let backup_path = self
                 .options
@@ -426,13 +464,14 @@ impl Journal {
         }
         let path = self.dir.join(PREPARED_NAME);
         let bytes = self.options.segment_bytes_max;
+        let direct = self.options.direct_io;
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = cancel.clone();
         let spawned =
             std::thread::Builder::new().name(format!("segment-{}", self.tenant)).spawn(move || {
                 // Not ahead of the latency path, whose writer thread starts this one.
                 keel_sched::enter(keel_sched::Role::Helper);
-                write_zeros(&path, bytes, &stop)
+                write_zeros(&path, bytes, direct, &stop)
             });
         match spawned {
             Ok(thread) => self.prepared = Some(Helper { thread, cancel }),
@@ -457,7 +496,7 @@ impl Journal {
         &mut self,
         number: u32,
         header: &[u8; SEGMENT_HEADER_BYTES],
-    ) -> Result<Option<File>, JournalError> {
+    ) -> Result<Option<(File, Option<DirectSegment>)>, JournalError> {
         if !self.prepared.as_ref().is_some_and(|helper| helper.thread.is_finished()) {
             return Ok(None);
         }
@@ -476,25 +515,33 @@ impl Journal {
             .write(true)
             .open(&prepared)
             .map_err(JournalError::io(&prepared))?;
-        file.write_all(header).map_err(JournalError::io(&prepared))?;
+        // Direct, when the records will be: a buffered write of part of a page the helper
+        // wrote direct would read that page from the disk first.
+        let mut direct =
+            self.options.direct_io.then(|| DirectSegment::open(&prepared, 0, &[])).flatten();
+        match direct.as_mut() {
+            Some(direct) => direct.write(header),
+            None => file.write_all(header),
+        }
+        .map_err(JournalError::io(&prepared))?;
         file.sync_data().map_err(JournalError::io(&prepared))?;
         let path = self.dir.join(segment_name(number));
         std::fs::rename(&prepared, &path).map_err(JournalError::io(&path))?;
         sync_dir(&self.dir)?;
-        Ok(Some(file))
+        Ok(Some((file, direct)))
     }
 
     /// Closes the current segment and starts the next; the buffered records go to the new one.
     fn roll_segment(&mut self) -> Result<(), JournalError> {
         let number = self.segment_number + 1;
         let header = segment_header(self.tenant, number, self.written);
-        let (file, backup) = match self.take_prepared(number, &header)? {
-            Some(file) => {
+        let files = match self.take_prepared(number, &header)? {
+            Some((file, direct)) => {
                 let backup = match self.options.backup_dir.as_deref() {
                     Some(dir) => Some(create_segment_file(dir, number, &header)?),
                     None => None,
                 };
-                (file, backup)
+                SegmentFiles { file, direct, backup }
             }
             None => Self::new_segment_files(
                 &self.dir,
@@ -504,8 +551,9 @@ impl Journal {
                 self.written,
             )?,
         };
-        self.file = file;
-        self.backup = backup;
+        self.file = files.file;
+        self.direct = files.direct;
+        self.backup = files.backup;
         self.segment_number = number;
         self.segment_len = SEGMENT_HEADER_BYTES as u64;
         Ok(())
@@ -555,26 +603,44 @@ fn create_segment_file(
 }
 
 /// Writes `bytes` zero bytes to a new file at `path` (replacing any), synced, paced so that
-/// the journals' own syncs are not queued behind it. Stops with an error once `cancel` is set.
+/// the journals' own syncs are not queued behind it; with `direct`, in whole pages that bypass
+/// the page cache where the file system allows it. Stops with an error once `cancel` is set.
 fn write_zeros(
     path: &Path,
     bytes: u64,
+    direct: bool,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-    let zeros = vec![0u8; PREPARE_SYNC_BYTES];
+    let zeros = crate::direct::AlignedBuf::zeroed(PREPARE_SYNC_BYTES)
+        .ok_or_else(|| std::io::Error::other("no aligned buffer for the zeros"))?;
+    // Whole pages (a direct write's unit; the segment may end part way through its last).
+    let mut direct =
+        direct.then(|| crate::direct::open_direct(path)).flatten().map(|file| (file, 0_u64));
     let mut left = bytes;
     while left > 0 {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(std::io::Error::other("the journal closed"));
         }
         let chunk = left.min(PREPARE_SYNC_BYTES as u64) as usize;
-        file.write_all(&zeros[..chunk])?;
+        match direct.as_mut() {
+            Some((direct, offset)) => {
+                use std::os::unix::fs::FileExt;
+                let pages = chunk.next_multiple_of(DIRECT_ALIGN);
+                direct.write_all_at(&zeros.as_slice()[..pages], *offset)?;
+                *offset += pages as u64;
+            }
+            None => file.write_all(&zeros.as_slice()[..chunk])?,
+        }
         let started = std::time::Instant::now();
         file.sync_data()?;
         // Parked rather than asleep, so that a closing journal can wake it (`Drop`).
         std::thread::park_timeout(started.elapsed() * PREPARE_PAUSE_FACTOR);
         left -= chunk as u64;
+    }
+    if direct.is_some() {
+        // The last page written whole, past `bytes` when that is not a multiple of it.
+        file.set_len(bytes)?;
     }
     file.sync_all()
 }

@@ -19,6 +19,7 @@
 //! Byte layout and the checks each field enables: docs/journal-format.md.
 
 pub mod backup;
+mod direct;
 pub mod error;
 pub mod format;
 pub mod journal;

@@ -172,7 +172,13 @@ const PREALLOCATED_BYTES: u64 = 64 << 10;
 /// each next segment's file to be prepared so that every segment after the first is
 /// preallocated.
 fn build_preallocated(dir: &Path, from: u64, to: u64) -> Journal {
-    let options = JournalOptions { segment_bytes_max: PREALLOCATED_BYTES, ..Default::default() };
+    build_preallocated_with(dir, from, to, JournalOptions::default().direct_io)
+}
+
+/// As [`build_preallocated`], writing preallocated segments direct or buffered.
+fn build_preallocated_with(dir: &Path, from: u64, to: u64, direct_io: bool) -> Journal {
+    let options =
+        JournalOptions { segment_bytes_max: PREALLOCATED_BYTES, direct_io, ..Default::default() };
     let (mut journal, report) = Journal::open(dir, tenant("alpha"), options).unwrap();
     assert_eq!((report.last_sequence, report.torn_tail), (from - 1, None));
     for sequence in from..=to {
@@ -218,6 +224,46 @@ fn preallocated_segments_end_in_zeros_read_back_and_back_up() {
     assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=2_500).collect::<Vec<_>>());
     keel_journal::sync_backup(dir.path(), backup.path()).unwrap();
     assert_eq!(read_all(backup.path(), "alpha").unwrap(), (1..=2_500).collect::<Vec<_>>());
+}
+
+/// Direct writes (the default, where the file system allows them) leave every segment's bytes
+/// as buffered writes do: the records, then the preallocated zeros. Also across a reopen part
+/// way through a page, whose written part the direct writer must carry into its next write.
+#[test]
+fn direct_and_buffered_writes_leave_the_same_bytes() {
+    let direct = tempfile::tempdir().unwrap();
+    let buffered = tempfile::tempdir().unwrap();
+    for (dir, direct_io) in [(&direct, true), (&buffered, false)] {
+        let journal = build_preallocated_with(dir.path(), 1, 1_234, direct_io);
+        assert!(!direct_io || journal.writes_direct() || !direct_possible(dir.path()));
+        assert!(direct_io || !journal.writes_direct());
+        drop(journal);
+        let journal = build_preallocated_with(dir.path(), 1_235, 2_003, direct_io);
+        assert!(!direct_io || journal.writes_direct() || !direct_possible(dir.path()));
+        drop(journal);
+    }
+    let segments = (1..).take_while(|n| segment(direct.path(), *n).exists()).count() as u32;
+    assert!(segments >= 3, "64 KiB segments: {segments}");
+    for number in 1..=segments + 1 {
+        let ours = std::fs::read(segment(direct.path(), number)).ok();
+        let theirs = std::fs::read(segment(buffered.path(), number)).ok();
+        assert!(ours == theirs, "segment {number} differs between direct and buffered writes");
+    }
+    assert_eq!(read_all(direct.path(), "alpha").unwrap(), (1..=2_003).collect::<Vec<_>>());
+}
+
+/// Whether files in `dir` can be opened for direct writes (tmpfs on older kernels refuses).
+fn direct_possible(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join("direct-probe");
+    let possible = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(probe);
+    possible
 }
 
 #[test]

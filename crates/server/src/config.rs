@@ -39,8 +39,13 @@ pub struct ServerConfig {
     /// `SCHED_FIFO` at this priority (1 to 99), so that a woken thread takes its core at once
     /// instead of waiting up to a scheduler tick. Needs `CAP_SYS_NICE` or root; the server
     /// refuses to start when it cannot have it. None (the default): the normal class.
-    /// docs/operations.md, "Real-time scheduling".
+    /// docs/architecture.md, on the latency path's scheduling class.
     pub realtime_priority: Option<u8>,
+    /// Writes journal segments the helper preallocated, and their zeros, with `O_DIRECT`,
+    /// bypassing the page cache where the file system allows it (on by default; the bytes on
+    /// disk are the same either way). `KEEL_JOURNAL_DIRECT_IO=false` puts them through the
+    /// page cache, as before.
+    pub journal_direct_io: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +65,7 @@ impl Default for ServerConfig {
             reserve_trades: 1_000_000,
             reserve_positions: 250_000,
             realtime_priority: None,
+            journal_direct_io: true,
         }
     }
 }
@@ -132,6 +138,7 @@ impl ServerConfig {
             "snapshot_interval" => self.snapshot_interval = value.parse()?,
             "reserve_trades" => self.reserve_trades = value.parse()?,
             "reserve_positions" => self.reserve_positions = value.parse()?,
+            "journal_direct_io" => self.journal_direct_io = value.parse()?,
             "realtime_priority" => {
                 self.realtime_priority = if value.is_empty() { None } else { Some(value.parse()?) }
             }
@@ -161,6 +168,9 @@ mod tests {
         assert_eq!(config.connections_max, 9);
         assert_eq!(config.frame_bytes_max, keel_wire::FRAME_BYTES_MAX);
         assert_eq!(config.realtime_priority, None, "the normal class unless asked");
+        assert!(config.journal_direct_io, "direct journal writes unless turned off");
+        let buffered = [("KEEL_JOURNAL_DIRECT_IO".to_owned(), "false".to_owned())];
+        assert!(!ServerConfig::load(&file, buffered.into_iter()).unwrap().journal_direct_io);
         std::fs::write(&file, "realtime_priority = 20\n").unwrap();
         let config = ServerConfig::load(&file, std::iter::empty()).unwrap();
         assert_eq!(config.realtime_priority, Some(20));
