@@ -19,5 +19,5 @@ pub mod engine;
 pub mod snapshot;
 
 pub use command::{Command, DecodeError, Encoding, Envelope, Outcome, Reject, ENVELOPE_BYTES_MAX};
-pub use engine::{Engine, EngineError, PositionView};
+pub use engine::{Engine, EngineError, PositionView, PROBE_AHEAD};
 pub use snapshot::{EngineImage, StateHash, SNAPSHOT_FORMAT_VERSION};

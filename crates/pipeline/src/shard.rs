@@ -230,40 +230,55 @@ fn stage_submit(
     timestamp_ns: i64,
     metrics: &TenantMetrics,
 ) -> anyhow::Result<Answer> {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut acks = Vec::with_capacity(instructions.len());
-    // Bring the state these trades touch into cache first, with the misses overlapping.
-    std::hint::black_box(store.engine().probe(instructions.iter().filter_map(|i| match i {
-        Instruction::Trade(report) => Some(report),
-        _ => None,
-    })));
     // Taken, not cloned: the request only needs its reply channel from here on.
-    for instruction in std::mem::take(instructions) {
-        let command = match instruction {
-            Instruction::Trade(report) => Command::Trade(report),
-            Instruction::GiveUp(response) => Command::GiveUp(response),
-            Instruction::AveragePrice(allocation) => Command::AveragePrice(allocation),
-        };
-        acks.push(match store.stage(command, timestamp_ns)? {
-            Outcome::Accepted { sequence } => {
-                metrics.accepted.fetch_add(1, Relaxed);
-                AckResult::Accepted { sequence }
-            }
-            Outcome::Duplicate { sequence } => {
-                metrics.duplicates.fetch_add(1, Relaxed);
-                AckResult::Duplicate { sequence }
-            }
-            Outcome::Rejected(reason) => {
-                metrics.rejected.fetch_add(1, Relaxed);
-                AckResult::Rejected {
-                    code: reason.code(),
-                    rule: reason.name().to_owned(),
-                    text: reason.to_string(),
-                }
-            }
+    let mut rest = std::mem::take(instructions).into_iter();
+    while !rest.as_slice().is_empty() {
+        // Bring the state the next trades touch into cache first, with the misses overlapping.
+        let ahead = rest.as_slice().len().min(keel_engine::PROBE_AHEAD);
+        let reports = rest.as_slice()[..ahead].iter().filter_map(|i| match i {
+            Instruction::Trade(report) => Some(report),
+            _ => None,
         });
+        std::hint::black_box(store.engine().probe(reports));
+        for instruction in rest.by_ref().take(ahead) {
+            acks.push(stage_one(store, instruction, timestamp_ns, metrics)?);
+        }
     }
     Ok(Answer::Acks(acks))
+}
+
+/// Stages one instruction and counts its outcome.
+fn stage_one(
+    store: &mut TenantStore,
+    instruction: Instruction,
+    timestamp_ns: i64,
+    metrics: &TenantMetrics,
+) -> anyhow::Result<AckResult> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let command = match instruction {
+        Instruction::Trade(report) => Command::Trade(report),
+        Instruction::GiveUp(response) => Command::GiveUp(response),
+        Instruction::AveragePrice(allocation) => Command::AveragePrice(allocation),
+    };
+    Ok(match store.stage(command, timestamp_ns)? {
+        Outcome::Accepted { sequence } => {
+            metrics.accepted.fetch_add(1, Relaxed);
+            AckResult::Accepted { sequence }
+        }
+        Outcome::Duplicate { sequence } => {
+            metrics.duplicates.fetch_add(1, Relaxed);
+            AckResult::Duplicate { sequence }
+        }
+        Outcome::Rejected(reason) => {
+            metrics.rejected.fetch_add(1, Relaxed);
+            AckResult::Rejected {
+                code: reason.code(),
+                rule: reason.name().to_owned(),
+                text: reason.to_string(),
+            }
+        }
+    })
 }
 
 fn reply(request: Request, answer: Answer) {

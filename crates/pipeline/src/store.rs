@@ -923,7 +923,8 @@ fn corrupt(record: &Replayed, corruption: Corruption) -> ReplayError {
     JournalError::Corrupt { location: record.location(), corruption }.into()
 }
 
-/// Applies one chunk: probes its trades, then applies and checks each record in order.
+/// Applies one chunk, `PROBE_AHEAD` records at a time: probes their trades, then applies and
+/// checks each record in order.
 fn apply_chunk(
     engine: &mut Engine,
     chunk: &Chunk,
@@ -931,12 +932,16 @@ fn apply_chunk(
     progress: &mut impl FnMut(u64),
     after: &mut impl FnMut(&keel_journal::RecordRef<'_>, &Engine),
 ) -> Result<(), ReplayError> {
-    let reports = chunk.records.iter().filter_map(|record| record.envelope.as_ref());
-    std::hint::black_box(
-        engine.probe(reports.filter_map(|envelope| envelope.command.trade_report())),
-    );
     let mut start = 0;
-    for record in &chunk.records {
+    for (at, record) in chunk.records.iter().enumerate() {
+        if at % keel_engine::PROBE_AHEAD == 0 {
+            let window =
+                &chunk.records[at..(at + keel_engine::PROBE_AHEAD).min(chunk.records.len())];
+            let reports = window.iter().filter_map(|record| record.envelope.as_ref());
+            std::hint::black_box(
+                engine.probe(reports.filter_map(|envelope| envelope.command.trade_report())),
+            );
+        }
         let payload = &chunk.payloads[start..record.end];
         start = record.end;
         match (&record.envelope, record.kind) {
