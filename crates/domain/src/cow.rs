@@ -178,6 +178,19 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
         }
     }
 
+    /// Loads the table entry of the chunk that holds `index` and returns a value that depends
+    /// on it (0 past the end): for a probe that fetches the entries of many lookups before any
+    /// of them reads its element, so that the two misses of a lookup (chunk entry, element)
+    /// each overlap with the other lookups' instead of following one another.
+    #[inline]
+    pub fn touch_chunk(&self, index: usize) -> usize {
+        if index < self.len {
+            self.chunk(index >> Self::SHIFT).get().len()
+        } else {
+            0
+        }
+    }
+
     /// Makes room in the group table for `additional` more elements. Chunks themselves are
     /// allocated as they fill: growth never copies elements, so there is nothing else to
     /// reserve.
@@ -498,6 +511,22 @@ mod tests {
 
     fn all_chunks<T, const OWNED: bool>(cow: &CowVec<T, OWNED>) -> impl Iterator<Item = &Chunk<T>> {
         cow.groups.iter().flat_map(|group| group.get())
+    }
+
+    /// A probe's touch of a chunk entry reads the chunk holding the index, shared or owned,
+    /// and nothing past the end.
+    #[test]
+    fn touch_chunk_reads_the_chunk_holding_the_index() {
+        let chunk = CowVec::<u64>::chunk_len();
+        let mut cow: CowVec<u64> = (0..(chunk * 5 / 2) as u64).collect();
+        let image = cow.share();
+        cow[0] = 7; // the first chunk owned again, the others still shared
+        let cases = [(0, chunk), (chunk - 1, chunk), (chunk, chunk), (2 * chunk, chunk / 2)];
+        for (index, expected) in cases {
+            assert_eq!(cow.touch_chunk(index), expected, "index {index}");
+        }
+        assert_eq!(cow.touch_chunk(chunk * 5 / 2), 0, "past the end");
+        drop(image);
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use keel_domain::{Account, Amount, Currency, Instrument, TenantId};
 use keel_position_keeping::{Position, PositionError, Search, Terms};
-use keel_trade_capture::{Accepted, AccountKey, Capture, Effect, InstrumentKey, Placement};
+use keel_trade_capture::{
+    Accepted, AccountKey, Capture, Effect, InstrumentKey, Placement, TradeKey,
+};
 
 use crate::book::{position_key, split_key, PositionBook};
 use crate::command::{Command, Envelope, Outcome, Reject};
@@ -208,8 +210,30 @@ impl Engine {
                 sum = sum.wrapping_add(u64::from(capture.touch_report(target)));
             }
         }
-        // 2. The lookups themselves, their slots now in cache: a target's record is the miss
-        // left, and the loop is short enough to keep several in flight.
+        // 2. The records the lookups compare, and the trades they name, each a chain of two
+        // misses in its arena (the chunk's table entry, then the element), fetched a link at
+        // a time for the whole batch: where each lookup's first match points (its slots are in
+        // cache now), those records' chunk entries, the records, the trades' chunk entries,
+        // the trades. A new report's own id mostly matches nothing and costs nothing here.
+        let mut candidates = Vec::with_capacity(2 * reports.size_hint().0);
+        for report in reports.clone() {
+            candidates.extend(capture.report_candidate(&report.report_id));
+            if let Some(target) = target(report) {
+                candidates.extend(capture.report_candidate(target));
+            }
+        }
+        for &at in &candidates {
+            sum = sum.wrapping_add(capture.touch_report_chunk(at) as u64);
+        }
+        let trades: Vec<TradeKey> =
+            candidates.iter().map(|&at| TradeKey(capture.touch_report_record(at))).collect();
+        for &trade in &trades {
+            sum = sum.wrapping_add(capture.touch_trade_chunk(trade) as u64);
+        }
+        for &trade in &trades {
+            sum = sum.wrapping_add(u64::from(capture.touch_trade(trade)));
+        }
+        // The lookups themselves, everything they read now in cache.
         let record = |id| capture.report(id).map_or(0, |record| record.sequence);
         for report in reports.clone() {
             sum = sum.wrapping_add(record(&report.report_id));
@@ -217,8 +241,8 @@ impl Engine {
                 sum = sum.wrapping_add(record(target));
             }
         }
-        // 3. The positions they book to: the amended or cancelled trade's (its record now in
-        // cache, the trade the miss), and the new details' (account and instrument from the
+        // 3. The positions they book to: the amended or cancelled trade's (its record and the
+        // trade now in cache), and the new details' (account and instrument from the
         // small reference maps); then each of their index slots touched.
         let mut keys = Vec::with_capacity(2 * reports.size_hint().0);
         let mut reversals = Vec::new();

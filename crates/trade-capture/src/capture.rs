@@ -158,6 +158,37 @@ impl Capture {
         self.reports.touch(report_id)
     }
 
+    /// The arena position of the report record a lookup of `report_id` would compare first
+    /// (`ReportTable::candidate`), for a batch's probe.
+    #[inline]
+    pub fn report_candidate(&self, report_id: &ReportId) -> Option<u32> {
+        self.reports.candidate(report_id)
+    }
+
+    /// Loads the chunk table entry of report record `at` (`CowVec::touch_chunk`).
+    #[inline]
+    pub fn touch_report_chunk(&self, at: u32) -> usize {
+        self.reports.records().touch_chunk(at as usize)
+    }
+
+    /// Loads report record `at`, returning its trade key (0 past the end).
+    #[inline]
+    pub fn touch_report_record(&self, at: u32) -> u32 {
+        self.reports.records().get(at as usize).map_or(0, |record| record.trade.0)
+    }
+
+    /// Loads the chunk table entry of trade `key` (`CowVec::touch_chunk`).
+    #[inline]
+    pub fn touch_trade_chunk(&self, key: TradeKey) -> usize {
+        self.trades.touch_chunk(key.0 as usize)
+    }
+
+    /// Loads trade `key`, returning its account key's number (0 past the end).
+    #[inline]
+    pub fn touch_trade(&self, key: TradeKey) -> u32 {
+        self.trades.get(key.0 as usize).map_or(0, |trade| trade.account.0)
+    }
+
     pub fn groups(&self) -> &[GroupRecord] {
         &self.groups
     }

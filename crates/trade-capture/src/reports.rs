@@ -175,6 +175,18 @@ impl ReportTable {
         self.index.touch(hash) ^ old
     }
 
+    /// Where the record a lookup of `id` compares first is, if any: unconfirmed (a slot whose
+    /// 32 bits of hash match), for a probe to fetch before the lookup. Reads only slots,
+    /// which `touch` has brought in.
+    #[inline]
+    pub fn candidate(&self, id: &ReportId) -> Option<u32> {
+        let hash = hash(id);
+        let any = |_| true;
+        self.index.find(hash, tag(hash), any).or_else(|| {
+            self.growing.as_ref().and_then(|growing| growing.old.find(hash, tag(hash), any))
+        })
+    }
+
     /// Adds a record whose id is not in the table yet (checked by the caller with `get`).
     pub fn insert(&mut self, record: ReportRecord) {
         debug_assert!(self.get(&record.id).is_none(), "invariant: report ids are unique");
@@ -343,6 +355,9 @@ mod tests {
                         Some(probe),
                         "G{probe} after {n}"
                     );
+                    // What a probe fetches ahead is the record the lookup then confirms.
+                    let candidate = table.candidate(&id).map(|at| table.records[at as usize].id);
+                    assert_eq!(candidate, Some(id), "candidate of G{probe} after {n}");
                 }
                 assert!(table.get(&format!("G{}", n + 1).parse().unwrap()).is_none());
             }
