@@ -3,6 +3,10 @@
 //! `state_pass`: what a background state pass costs over the same tenant after the 1M
 //! commands: the state hash (encoding streamed through BLAKE3) and the encoding alone, with
 //! the serde path's hash as the reference.
+//! `apply_during_pass`: 200,000 more commands (amends and cancels of trades from anywhere in
+//! the history) applied while another thread hashes an image taken after the 1M, the image
+//! held to the end of the pass (`state_hash`) or let go as it is encoded (`into_state_hash`):
+//! what the shard pays in copy-on-write copies during a state pass.
 //! `house_position`: amends and cancels of old fills in one long net position (100,000 fills,
 //! sides at random so it hovers around flat), the case a reversal's cost grows with.
 //! Run: `cargo bench --bench engine_apply`. Figures: docs/benchmarks.md.
@@ -104,6 +108,62 @@ fn state_pass(c: &mut Criterion) {
     group.finish();
 }
 
+/// Applies the 200,000 commands after the 1M while a thread hashes an image of the 1M; only
+/// the applying is timed (the engine is rebuilt for each sample, untimed).
+fn apply_during_pass(c: &mut Criterion) {
+    const TAIL: usize = 200_000;
+    let mut base = support::engine(ACCOUNTS, INSTRUMENTS);
+    let first = base.last_sequence() + 1;
+    let stream = support::mixed_stream(STREAM + TAIL, ACCOUNTS, INSTRUMENTS, 80, first);
+    for envelope in &stream[..STREAM] {
+        let _ = base.apply(envelope);
+    }
+    let tail = &stream[STREAM..];
+    let mut group = c.benchmark_group("apply_during_pass");
+    group.throughput(Throughput::Elements(TAIL as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    // (name, image taken, let go as encoded)
+    let cases = [
+        ("200k_no_pass", false, false),
+        ("200k_image_held", true, false),
+        ("200k_image_drained", true, true),
+        ("200k_image_held_idle_100ms", true, false),
+    ];
+    for (name, imaged, drained) in cases {
+        group.bench_function(name, |bencher| {
+            bencher.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iterations {
+                    let mut engine = base.clone();
+                    let image = imaged.then(|| engine.image());
+                    let pass = std::thread::spawn(move || {
+                        image.map(|image| {
+                            if name.ends_with("idle_100ms") {
+                                std::thread::sleep(Duration::from_millis(100));
+                                return keel_engine::StateHash([0; 32]);
+                            }
+                            if drained {
+                                image.into_state_hash()
+                            } else {
+                                image.state_hash()
+                            }
+                        })
+                    });
+                    let started = Instant::now();
+                    for envelope in tail {
+                        let _ = black_box(engine.apply(envelope));
+                    }
+                    elapsed += started.elapsed();
+                    black_box(pass.join().expect("the pass"));
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
 /// A house account's position in one contract: `HOUSE_FILLS` fills of 1 to 5 lots, buy or sell
 /// at random, so that it closes lots all day and rarely stands exactly flat.
 const HOUSE_FILLS: u64 = 100_000;
@@ -149,5 +209,5 @@ fn house_position(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine_apply, state_pass, house_position);
+criterion_group!(benches, engine_apply, state_pass, apply_during_pass, house_position);
 criterion_main!(benches);

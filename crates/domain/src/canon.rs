@@ -51,6 +51,13 @@ pub trait CanonSink {
             self.put(chunk);
         }
     }
+
+    /// As [`CanonSink::arena`], consuming the arena: each group of its chunks is let go once
+    /// encoded (`CowVec::drain_chunks`).
+    fn arena_drained<T: Canon + Clone, const OWNED: bool>(&mut self, arena: CowVec<T, OWNED>) {
+        self.len_prefix(arena.len());
+        arena.drain_chunks(|chunk| self.put(chunk));
+    }
 }
 
 macro_rules! canon_le {

@@ -235,6 +235,19 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
         self.groups.iter().flat_map(|group| group.get().iter().map(|chunk| chunk.get().as_slice()))
     }
 
+    /// The elements in order, a chunk at a time, consuming the vector: its hold on each group
+    /// of chunks is let go as soon as `f` has seen the group's last chunk. For a copy that one
+    /// pass reads through (a state pass over an engine image): the original's first write to
+    /// a chunk the pass is done with then copies nothing, where a copy held to the end of the
+    /// pass made every chunk the original wrote during it a copy.
+    pub fn drain_chunks(self, mut f: impl FnMut(&[T])) {
+        for group in self.groups {
+            for chunk in group.get() {
+                f(chunk.get());
+            }
+        }
+    }
+
     /// How many chunks are shared with a copy (and would be copied by a write): those of a
     /// group a copy holds, and those a copy holds in a group of their own.
     pub fn shared_chunks(&self) -> usize {
@@ -511,6 +524,52 @@ mod tests {
 
     fn all_chunks<T, const OWNED: bool>(cow: &CowVec<T, OWNED>) -> impl Iterator<Item = &Chunk<T>> {
         cow.groups.iter().flat_map(|group| group.get())
+    }
+
+    thread_local! {
+        static CLONES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// An element that counts its clones: a chunk copy clones every element in it.
+    #[derive(Debug, PartialEq)]
+    struct Counted(u64);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            CLONES.with(|clones| clones.set(clones.get() + 1));
+            Counted(self.0)
+        }
+    }
+
+    /// A drained copy lets each group go once `f` has seen it: a write to a group it is done
+    /// with copies nothing, a write to one it has not reached copies that chunk, and it sees
+    /// the elements as they were when it was taken.
+    #[test]
+    fn drained_copies_let_go_of_what_they_have_passed() {
+        let chunk = CowVec::<Counted>::chunk_len();
+        let per_group = chunk * GROUP;
+        let len = per_group * 4 + chunk / 2;
+        let mut live: CowVec<Counted> = (0..len as u64).map(Counted).collect();
+        let copy = live.share();
+        CLONES.with(|clones| clones.set(0));
+        let (mut seen, mut copied_behind, mut copied_ahead) = (Vec::new(), 0, 0);
+        copy.drain_chunks(|elements| {
+            let start = seen.len();
+            seen.extend(elements.iter().map(|element| element.0));
+            // The first element of the group before this chunk's: let go already.
+            if let Some(behind) = (start / per_group).checked_sub(1) {
+                let before = CLONES.with(std::cell::Cell::get);
+                live[behind * per_group].0 += 1_000_000;
+                copied_behind += CLONES.with(std::cell::Cell::get) - before;
+            }
+            // The last element: in a group not reached yet, until the last group.
+            let before = CLONES.with(std::cell::Cell::get);
+            live[len - 1].0 += 1;
+            copied_ahead += CLONES.with(std::cell::Cell::get) - before;
+        });
+        assert_eq!(seen, (0..len as u64).collect::<Vec<_>>(), "the state it was taken at");
+        assert_eq!(copied_behind, 0, "no copy of what the drain had let go");
+        assert_eq!(copied_ahead, chunk / 2, "one copy of the last chunk, while still held");
     }
 
     /// A probe's touch of a chunk entry reads the chunk holding the index, shared or owned,

@@ -71,6 +71,23 @@ impl PositionBook {
         std::hint::black_box(touched);
     }
 
+    /// As `write_canon` (the same bytes), consuming an image: each group of keys and of
+    /// positions is let go once encoded, and with a position its bookings (`CowVec::
+    /// drain_chunks`).
+    pub(crate) fn write_canon_drained(self, sink: &mut impl keel_domain::CanonSink) {
+        let PositionBook { keys, positions, index: _, growing: _ } = self;
+        sink.arena_drained(keys);
+        sink.len_prefix(positions.len());
+        let mut touched = 0;
+        positions.drain_chunks(|chunk| {
+            for block in chunk.chunks(TOUCH_BLOCK) {
+                touched ^= block.iter().fold(0, |touched, position| touched ^ position.touch());
+                block.iter().for_each(|position| position.write_canon(sink));
+            }
+        });
+        std::hint::black_box(touched);
+    }
+
     #[inline]
     fn slot(&self, key: u64) -> Option<u32> {
         let hash = hash(key);

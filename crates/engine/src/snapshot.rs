@@ -157,6 +157,43 @@ impl EngineImage {
     pub fn write_snapshot_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         self.engine.write_snapshot_to(out)
     }
+
+    /// As `write_snapshot_to` (the same bytes), consuming the image: the trade, report and
+    /// position arenas, the bulk of a tenant, are let go a group of chunks at a time as they
+    /// are encoded. The shard's first write to a chunk copies it only while the image still holds
+    /// it, and with corrections spread over the whole history (any trade amended at random)
+    /// nearly every chunk was written during a pass and copied: the burst of copies behind
+    /// the open loop's tail during state passes (docs/benchmarks.md, eleventh session).
+    pub fn write_snapshot_into(self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let Engine {
+            tenant,
+            last_sequence,
+            last_timestamp_ns,
+            capture,
+            positions,
+            cash,
+            settlement,
+            ..
+        } = self.engine;
+        let mut sink = CanonWriter::new(out);
+        sink.put(&SNAPSHOT_FORMAT_VERSION);
+        sink.serde(&tenant);
+        sink.put(&last_sequence);
+        sink.put(&last_timestamp_ns);
+        capture.write_canon_drained(&mut sink);
+        positions.write_canon_drained(&mut sink);
+        sink.serde(&cash);
+        sink.serde(&settlement);
+        sink.finish()
+    }
+
+    /// As `state_hash`, consuming the image (`write_snapshot_into`).
+    pub fn into_state_hash(self) -> StateHash {
+        let mut hasher = blake3::Hasher::new();
+        // Writing into a hasher cannot fail.
+        let _ = self.write_snapshot_into(&mut hasher);
+        StateHash(*hasher.finalize().as_bytes())
+    }
 }
 
 impl Engine {

@@ -161,7 +161,9 @@ proptest! {
     /// An image taken mid-stream keeps the state it was taken at while the engine goes on: its
     /// snapshot is byte for byte that of an engine that stopped there, and the engine's own
     /// state is unaffected by the sharing. Later commands amend and cancel earlier trades, so
-    /// they write into chunks the image shares. Rows repeat to span several chunks.
+    /// they write into chunks the image shares. Rows repeat to span several chunks. A second
+    /// image is consumed on another thread (`write_snapshot_into`, which lets its chunks go as
+    /// it encodes them) while the engine writes: the same bytes.
     #[test]
     fn an_image_is_frozen_while_the_engine_goes_on(
         rows in rows(),
@@ -183,8 +185,16 @@ proptest! {
         }
         let mut engine = engine_with(&commands[..at]);
         let image = engine.image();
+        let drained = engine.image();
+        let drain = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            drained.write_snapshot_into(&mut bytes).unwrap();
+            bytes
+        });
         run(&mut engine, &later);
+        let drained_bytes = drain.join().unwrap();
         let stopped = engine_with(&commands[..at]);
+        prop_assert!(drained_bytes == stopped.snapshot(), "the consumed image wrote the same bytes");
         let mut image_bytes = Vec::new();
         image.write_snapshot_to(&mut image_bytes).unwrap();
         prop_assert!(image_bytes == stopped.snapshot(), "the image kept the state it was taken at");

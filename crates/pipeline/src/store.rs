@@ -173,8 +173,9 @@ pub enum PassTiming {
 #[derive(Debug)]
 struct StatePass {
     sequence: u64,
-    /// The state hash and the pass's duration in microseconds.
-    thread: std::thread::JoinHandle<(StateHash, u64)>,
+    /// The state hash (none if a snapshot failed part way) and the pass's duration in
+    /// microseconds.
+    thread: std::thread::JoinHandle<(Option<StateHash>, u64)>,
 }
 
 /// The scratch buffer `stage` encodes into keeps at most this much capacity between commands
@@ -505,9 +506,11 @@ impl TenantStore {
             // SCHED_IDLE: a waking session, shard or journal thread takes the core at once.
             keel_sched::enter(keel_sched::Role::Background);
             let started = std::time::Instant::now();
-            let hash = anchor
-                .and_then(|chain| write_snapshot(&image, &dir, &chain))
-                .unwrap_or_else(|| state_hash_yielding(&image));
+            // The image is consumed as it is read (`EngineImage::write_snapshot_into`).
+            let hash = match anchor {
+                Some(chain) => write_snapshot(image, &dir, &chain),
+                None => Some(state_hash_yielding(image)),
+            };
             let micros = started.elapsed().as_micros() as u64;
             tracing::info!(%tenant, sequence, micros, with_snapshot, "state pass done");
             (hash, micros)
@@ -531,7 +534,10 @@ impl TenantStore {
         let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
         match thread.join() {
             Ok((hash, micros)) => {
-                self.staging.state_hash(sequence, hash.0);
+                // No hash: the snapshot failed part way through its image (logged there).
+                if let Some(hash) = hash {
+                    self.staging.state_hash(sequence, hash.0);
+                }
                 self.pass_timings.push(PassTiming::Pass(micros));
             }
             // The checkpoint stays unattested: the next open recomputes and writes it.
@@ -595,14 +601,17 @@ impl TenantStore {
     }
 }
 
-/// Writes `image` as a snapshot anchored at `chain` and prunes old ones; returns the state
-/// hash (the body's BLAKE3), or `None` when the write failed: a snapshot is an optimization of
-/// recovery, never the source of truth, so a failure is logged and the next interval retries.
-fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
-    let sequence = image.last_sequence();
+/// Writes `image` as a snapshot anchored at `chain`, consuming it as it goes
+/// (`EngineImage::write_snapshot_into`), and prunes old ones; returns the state hash (the
+/// body's BLAKE3), or `None` when the write failed. A snapshot is an optimization of
+/// recovery, never the source of truth, so a failure is logged and the next interval retries;
+/// the image is spent by then, so the checkpoint stays unattested, as after a crash during a
+/// pass, and the next open recomputes its hash and writes it.
+fn write_snapshot(image: EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
+    let (tenant, sequence) = (image.tenant(), image.last_sequence());
     let body = |out: &mut keel_journal::HashingWriter<'_>| {
-        // The encoder hands over blocks of 64 KiB (`write_snapshot_to`): no buffer in front.
-        image.write_snapshot_to(&mut Yielding { inner: out, since: 0 })
+        // The encoder hands over blocks of 64 KiB (`write_snapshot_into`): no buffer in front.
+        image.write_snapshot_into(&mut Yielding { inner: out, since: 0 })
     };
     let pacing = keel_journal::Pacing::Background;
     let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, pacing, body)
@@ -610,21 +619,21 @@ fn write_snapshot(image: &EngineImage, dir: &Path, chain: &ChainHash) -> Option<
         .and_then(|(_, hash)| prune_snapshots(dir).map(|()| hash));
     match written {
         Ok(hash) => {
-            tracing::info!(tenant = %image.tenant(), sequence, "snapshot written");
+            tracing::info!(%tenant, sequence, "snapshot written");
             Some(StateHash(hash))
         }
         Err(error) => {
-            tracing::warn!(tenant = %image.tenant(), %error, "snapshot failed");
+            tracing::warn!(%tenant, sequence, %error, "snapshot failed; its checkpoint is left unattested");
             None
         }
     }
 }
 
-/// `EngineImage::state_hash`, yielding the core as it goes (`Yielding`).
-fn state_hash_yielding(image: &EngineImage) -> StateHash {
+/// `EngineImage::into_state_hash`, yielding the core as it goes (`Yielding`).
+fn state_hash_yielding(image: EngineImage) -> StateHash {
     let mut hasher = blake3::Hasher::new();
     // Writing into a hasher cannot fail.
-    let _ = image.write_snapshot_to(&mut Yielding { inner: &mut hasher, since: 0 });
+    let _ = image.write_snapshot_into(&mut Yielding { inner: &mut hasher, since: 0 });
     StateHash(*hasher.finalize().as_bytes())
 }
 
@@ -781,7 +790,7 @@ impl PendingHash {
         let image = engine.image();
         match std::thread::Builder::new()
             .name("replay-hash".into())
-            .spawn(move || image.state_hash())
+            .spawn(move || image.into_state_hash())
         {
             Ok(thread) => PendingHash::Running(thread),
             Err(_) => PendingHash::Done(engine.state_hash()),
@@ -1029,6 +1038,7 @@ mod tests {
         }
         let mut engine = Engine::new("demo".parse().unwrap_or_else(|_| unreachable!("valid id")));
         let image = engine.image();
-        assert_eq!(state_hash_yielding(&image), image.state_hash());
+        let expected = image.state_hash();
+        assert_eq!(state_hash_yielding(image), expected);
     }
 }

@@ -117,6 +117,22 @@ impl Capture {
         sink.put(next_booking);
     }
 
+    /// As `write_canon` (the same bytes), consuming an image: each group of the trade and
+    /// report arenas is let go as soon as it is encoded, so that the shard's writes to what
+    /// the pass has done with copy nothing (`CowVec::drain_chunks`).
+    pub fn write_canon_drained(self, sink: &mut impl CanonSink) {
+        let Capture { reference, trades, reports, splits, groups, group_index: _, next_booking } =
+            self;
+        sink.serde(&reference);
+        sink.arena_drained(trades);
+        reports.write_canon_drained(sink);
+        let mut splits: Vec<_> = splits.iter().collect();
+        splits.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sink.serde(&splits);
+        sink.serde(&groups);
+        sink.put(&next_booking);
+    }
+
     /// A frozen copy for writing a snapshot: the arenas' chunks are shared (copy-on-write)
     /// and the indexes are left out, so it costs one pointer per chunk plus the small tables.
     /// It serializes exactly like `self` but must not be queried: it cannot find anything.

@@ -283,6 +283,11 @@ impl ReportTable {
         sink.arena(records);
     }
 
+    /// As `write_canon`, consuming an image: each group of records is let go once encoded.
+    pub fn write_canon_drained(self, sink: &mut impl CanonSink) {
+        sink.arena_drained(self.records);
+    }
+
     /// The records without the index, sharing their chunks: for a snapshot image only.
     pub fn image(&mut self) -> ReportTable {
         ReportTable {
