@@ -76,6 +76,27 @@ fn options() -> impl Options {
 /// update) is one call per 64 KiB, small enough to stay in cache.
 const CANON_FLUSH_AT: usize = 64 << 10;
 
+/// A snapshot's fields in their canonical order (the order of `ImageRef`), the two large
+/// parts encoded by `capture` and `positions`: from a live engine, or consuming an image.
+fn write_in_order<W: std::io::Write>(
+    out: &mut W,
+    (tenant, last_sequence, last_timestamp_ns): (TenantId, u64, i64),
+    capture: impl FnOnce(&mut CanonWriter<'_, W>),
+    positions: impl FnOnce(&mut CanonWriter<'_, W>),
+    (cash, settlement): (&BTreeMap<(AccountKey, Currency), Amount>, &Settlement),
+) -> std::io::Result<()> {
+    let mut sink = CanonWriter::new(out);
+    sink.put(&SNAPSHOT_FORMAT_VERSION);
+    sink.serde(&tenant);
+    sink.put(&last_sequence);
+    sink.put(&last_timestamp_ns);
+    capture(&mut sink);
+    positions(&mut sink);
+    sink.serde(cash);
+    sink.serde(settlement);
+    sink.finish()
+}
+
 /// The `CanonSink` snapshots are written through: encodes into a buffer and hands it to `out`
 /// every `CANON_FLUSH_AT` bytes.
 struct CanonWriter<'a, W: std::io::Write> {
@@ -175,16 +196,13 @@ impl EngineImage {
             settlement,
             ..
         } = self.engine;
-        let mut sink = CanonWriter::new(out);
-        sink.put(&SNAPSHOT_FORMAT_VERSION);
-        sink.serde(&tenant);
-        sink.put(&last_sequence);
-        sink.put(&last_timestamp_ns);
-        capture.write_canon_drained(&mut sink);
-        positions.write_canon_drained(&mut sink);
-        sink.serde(&cash);
-        sink.serde(&settlement);
-        sink.finish()
+        write_in_order(
+            out,
+            (tenant, last_sequence, last_timestamp_ns),
+            |sink| capture.write_canon_drained(sink),
+            |sink| positions.write_canon_drained(sink),
+            (&cash, &settlement),
+        )
     }
 
     /// As `state_hash`, consuming the image (`write_snapshot_into`).
@@ -239,26 +257,13 @@ impl Engine {
     /// (`keel_domain::canon`), the rest through serde; the bytes are exactly those of
     /// `write_snapshot_serde`, which the tests hold it to.
     pub fn write_snapshot_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let Engine {
-            tenant,
-            last_sequence,
-            last_timestamp_ns,
-            capture,
-            positions,
-            cash,
-            settlement,
-            ..
-        } = self;
-        let mut sink = CanonWriter::new(out);
-        sink.put(&SNAPSHOT_FORMAT_VERSION);
-        sink.serde(tenant);
-        sink.put(last_sequence);
-        sink.put(last_timestamp_ns);
-        capture.write_canon(&mut sink);
-        positions.write_canon(&mut sink);
-        sink.serde(cash);
-        sink.serde(settlement);
-        sink.finish()
+        write_in_order(
+            out,
+            (self.tenant, self.last_sequence, self.last_timestamp_ns),
+            |sink| self.capture.write_canon(sink),
+            |sink| self.positions.write_canon(sink),
+            (&self.cash, &self.settlement),
+        )
     }
 
     /// `write_snapshot_to` through serde alone (`ImageRef`, bincode): the definition of the
