@@ -88,14 +88,22 @@ pub(crate) struct DirectSegment {
 
 impl DirectSegment {
     /// The writer of the segment at `path`, whose written bytes end at `end`; `last_page` is
-    /// what it holds from the page that `end` falls in (`end % DIRECT_ALIGN` bytes). `None`
-    /// when direct writes are not possible there.
-    pub(crate) fn open(path: &Path, end: u64, last_page: &[u8]) -> Option<Self> {
+    /// what it holds from the page that `end` falls in (`end % DIRECT_ALIGN` bytes), zeros
+    /// after that. `None` when direct writes are not possible there. With `probe`, that page
+    /// is written again as it is, and a refusal also means `None`: a file system can take
+    /// `O_DIRECT` at open and still refuse the writes (an alignment larger than a page), and
+    /// a commit's refused write would poison the journal. (A segment the helper filled with
+    /// direct writes needs no probe.)
+    pub(crate) fn open(path: &Path, end: u64, last_page: &[u8], probe: bool) -> Option<Self> {
+        use std::os::unix::fs::FileExt;
         debug_assert_eq!(last_page.len() as u64, end % DIRECT_ALIGN as u64);
         let file = open_direct(path)?;
         let mut staging = AlignedBuf::zeroed(1 << 20)?;
         staging.as_mut_slice()[..last_page.len()].copy_from_slice(last_page);
         let page_offset = end - last_page.len() as u64;
+        if probe && file.write_all_at(&staging.as_slice()[..DIRECT_ALIGN], page_offset).is_err() {
+            return None;
+        }
         Some(Self { file, staging, page_offset, tail: last_page.len() })
     }
 
@@ -148,7 +156,7 @@ mod tests {
         let path = dir.path().join("segment");
         let header = [7u8; 64];
         std::fs::write(&path, header).expect("header");
-        let Some(mut segment) = DirectSegment::open(&path, 64, &header) else {
+        let Some(mut segment) = DirectSegment::open(&path, 64, &header, true) else {
             eprintln!("no O_DIRECT on this file system: nothing to test");
             return;
         };

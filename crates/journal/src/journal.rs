@@ -110,7 +110,8 @@ struct SegmentFiles {
 /// A thread writing the next segment's zero-filled file.
 #[derive(Debug)]
 struct Helper {
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    /// Whether the zeros were written direct (so the segment can be).
+    thread: std::thread::JoinHandle<std::io::Result<bool>>,
     /// Set to stop the helper early (the journal is closing).
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -214,7 +215,7 @@ impl Journal {
         let last_page =
             &bytes[(end.end - end.end % DIRECT_ALIGN as u64) as usize..end.end as usize];
         let direct = (options.direct_io && preallocated)
-            .then(|| DirectSegment::open(&path, end.end, last_page))
+            .then(|| DirectSegment::open(&path, end.end, last_page, true))
             .flatten();
         let report = OpenReport {
             segments: number,
@@ -504,11 +505,15 @@ impl Journal {
         let prepared = self.dir.join(PREPARED_NAME);
         let finished =
             helper.thread.join().unwrap_or_else(|_| Err(std::io::Error::other("panicked")));
-        if finished.is_err() {
+        let Ok(zeros_direct) = finished else {
             // A full disk, say: the segment is created by appends instead; what the helper
             // left is removed so that it does not take up the space.
             let _ = std::fs::remove_file(&prepared);
             return Ok(None);
+        };
+        if !zeros_direct {
+            // The file system took no direct write from the helper: the journal stays buffered.
+            self.options.direct_io = false;
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -518,7 +523,7 @@ impl Journal {
         // Direct, when the records will be: a buffered write of part of a page the helper
         // wrote direct would read that page from the disk first.
         let mut direct =
-            self.options.direct_io.then(|| DirectSegment::open(&prepared, 0, &[])).flatten();
+            self.options.direct_io.then(|| DirectSegment::open(&prepared, 0, &[], false)).flatten();
         match direct.as_mut() {
             Some(direct) => direct.write(header),
             None => file.write_all(header),
@@ -604,13 +609,16 @@ fn create_segment_file(
 
 /// Writes `bytes` zero bytes to a new file at `path` (replacing any), synced, paced so that
 /// the journals' own syncs are not queued behind it; with `direct`, in whole pages that bypass
-/// the page cache where the file system allows it. Stops with an error once `cancel` is set.
+/// the page cache where the file system allows it. Returns whether every write was direct: a
+/// direct write the file system refuses (an alignment it does not take, say) is done again
+/// buffered, and so is the rest. Stops with an error once `cancel` is set.
 fn write_zeros(
     path: &Path,
     bytes: u64,
     direct: bool,
     cancel: &std::sync::atomic::AtomicBool,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
+    use std::io::Seek;
     let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
     let zeros = crate::direct::AlignedBuf::zeroed(PREPARE_SYNC_BYTES)
         .ok_or_else(|| std::io::Error::other("no aligned buffer for the zeros"))?;
@@ -623,14 +631,21 @@ fn write_zeros(
             return Err(std::io::Error::other("the journal closed"));
         }
         let chunk = left.min(PREPARE_SYNC_BYTES as u64) as usize;
-        match direct.as_mut() {
-            Some((direct, offset)) => {
-                use std::os::unix::fs::FileExt;
-                let pages = chunk.next_multiple_of(DIRECT_ALIGN);
-                direct.write_all_at(&zeros.as_slice()[..pages], *offset)?;
-                *offset += pages as u64;
+        let written_direct = direct.as_mut().is_some_and(|(direct, offset)| {
+            use std::os::unix::fs::FileExt;
+            let pages = chunk.next_multiple_of(DIRECT_ALIGN);
+            let written = direct.write_all_at(&zeros.as_slice()[..pages], *offset).is_ok();
+            *offset += pages as u64;
+            written
+        });
+        if !written_direct {
+            if let Some((_, offset)) = direct.take() {
+                // Refused: this step again, and the rest, through the page cache.
+                file.seek(std::io::SeekFrom::Start(
+                    offset - chunk.next_multiple_of(DIRECT_ALIGN) as u64,
+                ))?;
             }
-            None => file.write_all(&zeros.as_slice()[..chunk])?,
+            file.write_all(&zeros.as_slice()[..chunk])?;
         }
         let started = std::time::Instant::now();
         file.sync_data()?;
@@ -638,14 +653,50 @@ fn write_zeros(
         std::thread::park_timeout(started.elapsed() * PREPARE_PAUSE_FACTOR);
         left -= chunk as u64;
     }
-    if direct.is_some() {
+    let all_direct = direct.is_some();
+    if all_direct {
         // The last page written whole, past `bytes` when that is not a multiple of it.
         file.set_len(bytes)?;
     }
-    file.sync_all()
+    file.sync_all()?;
+    Ok(all_direct)
 }
 
 /// Makes a directory entry (a new or removed file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(JournalError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The helper's file is `bytes` zeros whether written direct or buffered, also when `bytes`
+    /// ends part way through a page (the direct writer's last page is trimmed back).
+    #[test]
+    fn prepared_zeros_are_the_same_file_direct_or_buffered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let never = std::sync::atomic::AtomicBool::new(false);
+        for bytes in [0, 1, 4096, PREPARE_SYNC_BYTES as u64 + 100, 3 * PREPARE_SYNC_BYTES as u64] {
+            for direct in [false, true] {
+                let path = dir.path().join(format!("zeros-{bytes}-{direct}"));
+                let wrote_direct = write_zeros(&path, bytes, direct, &never).expect("zeros");
+                assert!(direct || !wrote_direct, "buffered when not asked for direct");
+                let on_disk = std::fs::read(&path).expect("read");
+                assert_eq!(on_disk.len() as u64, bytes, "{bytes} direct={direct}");
+                assert!(on_disk.iter().all(|&byte| byte == 0), "{bytes} direct={direct}");
+            }
+        }
+    }
+
+    /// A closing journal stops its helper between steps, with an error and nothing claimed.
+    #[test]
+    fn a_cancelled_helper_stops_with_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cancelled = std::sync::atomic::AtomicBool::new(true);
+        for direct in [false, true] {
+            let path = dir.path().join(format!("zeros-{direct}"));
+            assert!(write_zeros(&path, 1 << 20, direct, &cancelled).is_err());
+        }
+    }
 }
