@@ -240,6 +240,57 @@ fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
     assert!(report.engine.last_sequence() < store.engine().last_sequence());
 }
 
+/// A snapshot that cannot be written (here its directory is a file) is logged and skipped, and
+/// its checkpoint still gets its state hash: the pass hashes the image it could not write.
+#[test]
+fn a_snapshot_that_cannot_be_written_still_attests_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let store_options = StoreOptions {
+        checkpoint_interval: 10,
+        state_hash_interval: 100,
+        snapshot_interval: 100,
+        ..StoreOptions::default()
+    };
+    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    let trade = new_trades("NOSNAP");
+    let (mut store, _) = TenantStore::open(&data, demo(), store_options).unwrap();
+    let snapshots = data.snapshot_dir(demo());
+    let _ = std::fs::remove_dir_all(&snapshots);
+    std::fs::write(&snapshots, b"not a directory").unwrap();
+    let first = store.engine().last_sequence();
+    for n in 0..1_000 {
+        assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+        if n % 50 == 49 {
+            store.flush().unwrap();
+            store.finish_pass();
+        }
+    }
+    drop(store.close().unwrap());
+    let mut deferred = 0;
+    let trust = keel_journal::Trust::Key(
+        keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
+    );
+    let report = keel_pipeline::store::replay_into(
+        &mut keel_engine::Engine::new(demo()),
+        &data.journal_dir(demo()),
+        trust,
+        None,
+        |_| {},
+        |record, _| {
+            if record.kind == keel_journal::RecordKind::Checkpoint && record.sequence > first {
+                let checkpoint = keel_journal::Checkpoint::decode(record.payload).unwrap();
+                let claim = keel_journal::StateClaim::decode(checkpoint.state_hash);
+                deferred += usize::from(claim == keel_journal::StateClaim::Deferred);
+            }
+        },
+    )
+    .unwrap();
+    assert!(deferred >= 2, "snapshot passes were due: {deferred}");
+    assert!(report.unattested.is_empty(), "every deferred checkpoint attested: {report:?}");
+    assert!(std::fs::metadata(&snapshots).unwrap().is_file(), "no snapshot written");
+}
+
 /// Automatic snapshots and state hashes on the pipelined path: both are taken as the tenant
 /// grows, spaced at least the configured interval and at least the tenant's size in trades
 /// apart (so their whole-state cost per command stays constant), and a reopen starts from the

@@ -604,14 +604,17 @@ impl TenantStore {
 /// Writes `image` as a snapshot anchored at `chain`, consuming it as it goes
 /// (`EngineImage::write_snapshot_into`), and prunes old ones; returns the state hash (the
 /// body's BLAKE3), or `None` when the write failed. A snapshot is an optimization of
-/// recovery, never the source of truth, so a failure is logged and the next interval retries;
-/// the image is spent by then, so the checkpoint stays unattested, as after a crash during a
-/// pass, and the next open recomputes its hash and writes it.
+/// recovery, never the source of truth, so a failure is logged and the next interval retries.
+/// A failure before the body (no file) still hashes the image; one part way through it finds
+/// the image spent, so the checkpoint stays unattested, as after a crash during a pass, and
+/// the next open recomputes its hash and writes it.
 fn write_snapshot(image: EngineImage, dir: &Path, chain: &ChainHash) -> Option<StateHash> {
     let (tenant, sequence) = (image.tenant(), image.last_sequence());
-    let body = |out: &mut keel_journal::HashingWriter<'_>| {
+    let mut image = Some(image);
+    let body = |out: &mut keel_journal::HashingWriter<'_>| match image.take() {
         // The encoder hands over blocks of 64 KiB (`write_snapshot_into`): no buffer in front.
-        image.write_snapshot_into(&mut Yielding { inner: out, since: 0 })
+        Some(image) => image.write_snapshot_into(&mut Yielding { inner: out, since: 0 }),
+        None => Err(std::io::Error::other("the image was already written")),
     };
     let pacing = keel_journal::Pacing::Background;
     let written = keel_journal::write_snapshot_streamed(dir, sequence, chain, pacing, body)
@@ -623,8 +626,9 @@ fn write_snapshot(image: EngineImage, dir: &Path, chain: &ChainHash) -> Option<S
             Some(StateHash(hash))
         }
         Err(error) => {
-            tracing::warn!(%tenant, sequence, %error, "snapshot failed; its checkpoint is left unattested");
-            None
+            tracing::warn!(%tenant, sequence, %error, "snapshot failed");
+            // Not started: the image is whole, and the checkpoint gets its hash anyway.
+            image.map(state_hash_yielding)
         }
     }
 }
