@@ -240,21 +240,38 @@ fn a_snapshot_from_another_history_is_rejected_and_old_snapshots_are_pruned() {
     assert!(report.engine.last_sequence() < store.engine().last_sequence());
 }
 
+/// Options for a tenant grown in a test: a checkpoint every 10 commands, a snapshot due every
+/// 100, a state hash every `state_hash_interval`.
+fn grown_options(state_hash_interval: u64) -> StoreOptions {
+    StoreOptions {
+        checkpoint_interval: 10,
+        state_hash_interval,
+        snapshot_interval: 100,
+        ..StoreOptions::default()
+    }
+}
+
+/// The demo tenant imported from the sample trades, then opened.
+fn imported_store(data: &DataDir, store_options: StoreOptions) -> TenantStore {
+    import_durable(&options(), trades(), data, store_options.clone()).unwrap();
+    TenantStore::open(data, demo(), store_options).unwrap().0
+}
+
+/// Checks signatures against the node key of `data`.
+fn node_trust(data: &DataDir) -> keel_journal::Trust {
+    keel_journal::Trust::Key(
+        keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
+    )
+}
+
 /// A snapshot that cannot be written (here its directory is a file) is logged and skipped, and
 /// its checkpoint still gets its state hash: the pass hashes the image it could not write.
 #[test]
 fn a_snapshot_that_cannot_be_written_still_attests_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let store_options = StoreOptions {
-        checkpoint_interval: 10,
-        state_hash_interval: 100,
-        snapshot_interval: 100,
-        ..StoreOptions::default()
-    };
-    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
     let trade = new_trades("NOSNAP");
-    let (mut store, _) = TenantStore::open(&data, demo(), store_options).unwrap();
+    let mut store = imported_store(&data, grown_options(100));
     let snapshots = data.snapshot_dir(demo());
     let _ = std::fs::remove_dir_all(&snapshots);
     std::fs::write(&snapshots, b"not a directory").unwrap();
@@ -268,9 +285,7 @@ fn a_snapshot_that_cannot_be_written_still_attests_its_checkpoint() {
     }
     drop(store.close().unwrap());
     let mut deferred = 0;
-    let trust = keel_journal::Trust::Key(
-        keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
-    );
+    let trust = node_trust(&data);
     let report = keel_pipeline::store::replay_into(
         &mut keel_engine::Engine::new(demo()),
         &data.journal_dir(demo()),
@@ -299,15 +314,9 @@ fn a_snapshot_that_cannot_be_written_still_attests_its_checkpoint() {
 fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let store_options = StoreOptions {
-        checkpoint_interval: 10,
-        state_hash_interval: 40,
-        snapshot_interval: 100,
-        ..StoreOptions::default()
-    };
-    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    let store_options = grown_options(40);
     let trade = new_trades("GROW");
-    let (mut store, _) = TenantStore::open(&data, demo(), store_options.clone()).unwrap();
+    let mut store = imported_store(&data, store_options.clone());
     let first = store.engine().last_sequence();
     for n in 0..4_000 {
         assert!(store.stage(trade(n), 0).unwrap().is_accepted());
@@ -330,9 +339,7 @@ fn background_snapshots_and_state_hashes_space_out_as_the_tenant_grows() {
     let mut hashed: Vec<(u64, usize)> = Vec::new();
     let (mut deferred, mut attested) = (Vec::new(), Vec::new());
     let mut replayed = keel_engine::Engine::new(demo());
-    let trust = keel_journal::Trust::Key(
-        keel_journal::NodeKey::load_or_create(&data.node_dir()).unwrap().verifying_key(),
-    );
+    let trust = node_trust(&data);
     let report = keel_pipeline::store::replay_into(
         &mut replayed,
         &data.journal_dir(demo()),

@@ -631,19 +631,20 @@ fn write_zeros(
             return Err(std::io::Error::other("the journal closed"));
         }
         let chunk = left.min(PREPARE_SYNC_BYTES as u64) as usize;
-        let written_direct = direct.as_mut().is_some_and(|(direct, offset)| {
-            use std::os::unix::fs::FileExt;
-            let pages = chunk.next_multiple_of(DIRECT_ALIGN);
-            let written = direct.write_all_at(&zeros.as_slice()[..pages], *offset).is_ok();
-            *offset += pages as u64;
-            written
-        });
+        let pages = chunk.next_multiple_of(DIRECT_ALIGN);
+        let written_direct = match direct.as_mut() {
+            Some((direct, offset)) => {
+                use std::os::unix::fs::FileExt;
+                let written = direct.write_all_at(&zeros.as_slice()[..pages], *offset).is_ok();
+                *offset += if written { pages as u64 } else { 0 };
+                written
+            }
+            None => false,
+        };
         if !written_direct {
             if let Some((_, offset)) = direct.take() {
                 // Refused: this step again, and the rest, through the page cache.
-                file.seek(std::io::SeekFrom::Start(
-                    offset - chunk.next_multiple_of(DIRECT_ALIGN) as u64,
-                ))?;
+                file.seek(std::io::SeekFrom::Start(offset))?;
             }
             file.write_all(&zeros.as_slice()[..chunk])?;
         }

@@ -156,14 +156,17 @@ impl ReportTable {
     #[inline]
     pub fn get(&self, id: &ReportId) -> Option<&ReportRecord> {
         let records = &self.records;
+        self.find(id, |at| records[at as usize].id == *id).map(|at| &records[at as usize])
+    }
+
+    /// The position of the first entry for `id`'s hash that `eq` accepts, in the index and then,
+    /// while one grows, in the old one.
+    #[inline]
+    fn find(&self, id: &ReportId, eq: impl Fn(u32) -> bool + Copy) -> Option<u32> {
         let hash = hash(id);
-        let eq = |at: u32| records[at as usize].id == *id;
-        self.index
-            .find(hash, tag(hash), eq)
-            .or_else(|| {
-                self.growing.as_ref().and_then(|growing| growing.old.find(hash, tag(hash), eq))
-            })
-            .map(|at| &records[at as usize])
+        self.index.find(hash, tag(hash), eq).or_else(|| {
+            self.growing.as_ref().and_then(|growing| growing.old.find(hash, tag(hash), eq))
+        })
     }
 
     /// Loads the index slot where a lookup of `id` starts (in both indexes while one grows)
@@ -180,11 +183,7 @@ impl ReportTable {
     /// which `touch` has brought in.
     #[inline]
     pub fn candidate(&self, id: &ReportId) -> Option<u32> {
-        let hash = hash(id);
-        let any = |_| true;
-        self.index.find(hash, tag(hash), any).or_else(|| {
-            self.growing.as_ref().and_then(|growing| growing.old.find(hash, tag(hash), any))
-        })
+        self.find(id, |_| true)
     }
 
     /// Adds a record whose id is not in the table yet (checked by the caller with `get`).
