@@ -1,7 +1,8 @@
 //! `report_index`: building a tenant's report-id index, off the shard
 //! (`IndexJob::build`, run when the index is half full and the next one, twice its capacity,
 //! is built from the records so far) and on recovery (`ReportTable::reindex`, after a
-//! snapshot is read). Ids as `keel load` makes them; a record a report.
+//! snapshot is read). Ids shaped like `keel load`'s (`L0-` and a number, here zero-padded to 12
+//! digits); one record a report.
 //! Run: `cargo bench --bench report_index`. Figures: docs/benchmarks.md.
 
 use std::time::Duration;
