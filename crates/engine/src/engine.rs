@@ -257,7 +257,7 @@ impl Engine {
                 let key = position_key(trade.account, trade.instrument);
                 keys.push(key);
                 if let Placement::Single(booking) = trade.placement {
-                    reversals.push((key, booking));
+                    reversals.push((key, booking, trade.booked_at));
                 }
             }
             if let Some(details) = details {
@@ -275,14 +275,15 @@ impl Engine {
         for &key in &keys {
             sum = sum.wrapping_add(self.positions.get(key).map_or(0, Position::probe));
         }
-        // 5. Where each booking to be reversed sits in its position: a search through what can
-        // be megabytes of bookings, a miss per step. The searches go a step at a time in
+        // 5. Where each booking to be reversed sits in its position: one read where it was
+        // booked (the trade record's hint), or, if it has moved since, a search through what
+        // can be megabytes of bookings, a miss per step. The searches go a step at a time in
         // lockstep, so that each round's reads (one per search) overlap.
         let mut searches: Vec<_> = reversals
             .iter()
-            .filter_map(|&(key, booking)| {
+            .filter_map(|&(key, booking, hint)| {
                 let position = self.positions.get(key)?;
-                Some((position, Search::new(position, booking)))
+                Some((position, Search::hinted(position, booking, hint)))
             })
             .collect();
         let mut searching = searches.len();
@@ -422,15 +423,18 @@ impl Engine {
     fn apply_effects(&mut self, effects: &[Effect]) -> Result<(), EngineError> {
         for effect in effects {
             match *effect {
-                Effect::Book { account, instrument, booking } => {
+                Effect::Book { account, instrument, booking, trade } => {
                     let terms = self.terms(account, instrument);
                     let key = position_key(account, instrument);
                     let position = self.positions.get_or_insert(key);
-                    position
+                    let at = position
                         .book(terms, booking)
                         .map_err(|e| position_error(&self.capture, account, instrument, e))?;
+                    if let Some(trade) = trade {
+                        self.capture.note_booked_at(trade, at);
+                    }
                 }
-                Effect::Reverse { account, instrument, booking } => {
+                Effect::Reverse { account, instrument, booking, hint } => {
                     let terms = self.terms(account, instrument);
                     let key = position_key(account, instrument);
                     let fault = |e| position_error(&self.capture, account, instrument, e);
@@ -438,7 +442,7 @@ impl Engine {
                         .positions
                         .get_mut(key)
                         .ok_or_else(|| fault(PositionError::UnknownBooking(booking)))?;
-                    position.reverse(terms, booking).map_err(fault)?;
+                    position.reverse_hinted(terms, booking, hint).map_err(fault)?;
                 }
                 Effect::Cash { account, currency, amount } => {
                     let balance = self.cash.entry((account, currency)).or_default();

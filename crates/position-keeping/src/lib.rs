@@ -12,4 +12,4 @@
 mod entries;
 pub mod position;
 
-pub use position::{Booking, BookingId, Lot, Position, PositionError, Search, Terms};
+pub use position::{Booking, BookingId, EntryHint, Lot, Position, PositionError, Search, Terms};

@@ -120,6 +120,46 @@ pub struct Position {
     tombstones: u32,
 }
 
+/// Where a booking was placed in its position's entries when it was booked: the first place
+/// a search for it looks. A booking only ever moves towards the front (compaction drops the
+/// tombstones before it; a position that empties starts again at 0), so a hint is either
+/// exact or a search step like any other: a read that narrows the range. It never changes an
+/// outcome, only how many reads a search takes. Trade records keep one for their booking
+/// (`TradeRecord::booked_at`); a cache like a position's flat points, it is not part of the
+/// state: neither serialized nor compared (all hints are equal), and `NONE` after a restore.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryHint(u32);
+
+impl Default for EntryHint {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl EntryHint {
+    /// No hint: the search starts from the whole position.
+    pub const NONE: EntryHint = EntryHint(u32::MAX);
+
+    fn at(index: usize) -> Self {
+        u32::try_from(index).map_or(Self::NONE, EntryHint)
+    }
+
+    fn index(self) -> Option<usize> {
+        // (Not `self != NONE`: every hint equals every other.)
+        (self.0 != Self::NONE.0).then_some(self.0 as usize)
+    }
+}
+
+impl PartialEq for EntryHint {
+    /// Every hint equals every other: a hint is a cache, and states that differ only in their
+    /// hints are the same state.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EntryHint {}
+
 /// A search for one booking's place in a position, run a step at a time by
 /// [`Position::search_step`]. Made for the position it searches: its bounds are that
 /// position's.
@@ -128,6 +168,8 @@ pub struct Search {
     id: u64,
     low: usize,
     high: usize,
+    /// The first place to read, if hinted and inside the position (see [`EntryHint`]).
+    guess: Option<usize>,
     interpolations: u8,
     /// Once done: the booking's index, or `None` if the position does not hold it.
     result: Option<Option<usize>>,
@@ -135,7 +177,14 @@ pub struct Search {
 
 impl Search {
     pub fn new(position: &Position, id: BookingId) -> Self {
-        Self { id: id.0, low: 0, high: position.entries.len(), interpolations: 0, result: None }
+        Self::hinted(position, id, EntryHint::NONE)
+    }
+
+    /// A search that reads `hint`'s place first: one read when the booking has not moved.
+    pub fn hinted(position: &Position, id: BookingId, hint: EntryHint) -> Self {
+        let high = position.entries.len();
+        let guess = hint.index().filter(|&at| at < high);
+        Self { id: id.0, low: 0, high, guess, interpolations: 0, result: None }
     }
 
     /// `None` while the search goes on; then the booking's index, if the position holds it.
@@ -347,8 +396,8 @@ impl Position {
     }
 
     /// Books one more trade effect. Booking ids must increase. On error the position is
-    /// unchanged.
-    pub fn book(&mut self, terms: Terms, booking: Booking) -> Result<(), PositionError> {
+    /// unchanged. Returns where the booking was placed, for a later reversal to look first.
+    pub fn book(&mut self, terms: Terms, booking: Booking) -> Result<EntryHint, PositionError> {
         if let Some(last) = self.entries.last() {
             if last.id >= booking.id.0 {
                 let last = BookingId(last.id);
@@ -380,7 +429,7 @@ impl Position {
             // Net mode reverses at the frontier (`reverse_net`) and needs no flat points.
             self.mark_if_flat();
         }
-        Ok(())
+        Ok(EntryHint::at(index))
     }
 
     fn mark_if_flat(&mut self) {
@@ -392,8 +441,18 @@ impl Position {
     /// Takes a booking out (amend or cancel) and folds the remaining ones again, so the result
     /// is exactly the position that never saw it.
     pub fn reverse(&mut self, terms: Terms, id: BookingId) -> Result<Booking, PositionError> {
+        self.reverse_hinted(terms, id, EntryHint::NONE)
+    }
+
+    /// `reverse`, the search for the booking starting at `hint` (see [`EntryHint`]).
+    pub fn reverse_hinted(
+        &mut self,
+        terms: Terms,
+        id: BookingId,
+        hint: EntryHint,
+    ) -> Result<Booking, PositionError> {
         let index = self
-            .find(id.0)
+            .find(id.0, hint)
             .filter(|&index| !self.entries[index].reversed)
             .ok_or(PositionError::UnknownBooking(id))?;
         let removed = self.entries[index];
@@ -542,12 +601,13 @@ impl Position {
         }
     }
 
-    /// The index of booking `id`. Booking ids increase through the tenant's history, so in a
-    /// long position they are spread about evenly: a few interpolation steps land next to the
+    /// The index of booking `id`, looking first where `hint` says it was booked. Booking ids
+    /// increase through the tenant's history, so in a long position they are spread about
+    /// evenly: without a hint (or past a stale one) a few interpolation steps land next to the
     /// entry where a binary search would take a cache miss per halving of a multi-megabyte
     /// array; a binary search finishes whatever range is left.
-    fn find(&self, id: u64) -> Option<usize> {
-        let mut search = Search::new(self, BookingId(id));
+    fn find(&self, id: u64, hint: EntryHint) -> Option<usize> {
+        let mut search = Search::hinted(self, BookingId(id), hint);
         loop {
             self.search_step(&mut search);
             if let Some(found) = search.result() {
@@ -556,10 +616,11 @@ impl Position {
         }
     }
 
-    /// One step of `search` (see [`Position::find`]): an interpolation while the range is long
-    /// (at most four), then a halving. Returns the id of the booking it read (0 once done), a
-    /// value that depends on that read. `Engine::probe` runs a batch's searches a step at a
-    /// time in lockstep, so that each round's reads, one per search, overlap their misses.
+    /// One step of `search` (see [`Position::find`]): the hinted place first, if any, then an
+    /// interpolation while the range is long (at most four), then a halving. Returns the id of
+    /// the booking it read (0 once done), a value that depends on that read. `Engine::probe`
+    /// runs a batch's searches a step at a time in lockstep, so that each round's reads, one
+    /// per search, overlap their misses.
     #[inline]
     pub fn search_step(&self, search: &mut Search) -> u64 {
         if search.result.is_some() {
@@ -570,7 +631,9 @@ impl Position {
             search.result = Some(None);
             return 0;
         }
-        let at = if search.interpolations < 4 && high - low > 16 {
+        let at = if let Some(guess) = search.guess.take().filter(|at| (low..high).contains(at)) {
+            guess
+        } else if search.interpolations < 4 && high - low > 16 {
             search.interpolations += 1;
             match self.interpolate(search.id, low, high) {
                 Some(guess) => guess,

@@ -10,7 +10,7 @@ use keel_domain::{
     Split, TradeAction, TradeDetails, TradeReport,
 };
 use keel_domain::{CanonSink, CowVec};
-use keel_position_keeping::{Booking, BookingId};
+use keel_position_keeping::{Booking, BookingId, EntryHint};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -29,18 +29,19 @@ pub enum Effect {
         account: AccountKey,
         instrument: InstrumentKey,
         booking: Booking,
+        /// The trade whose single booking this is: where the position places it goes back to
+        /// the trade's record (`Capture::note_booked_at`), for its reversal to look there first.
+        trade: Option<TradeKey>,
     },
     Reverse {
         account: AccountKey,
         instrument: InstrumentKey,
         booking: BookingId,
+        /// Where the booking was placed, if known (see `EntryHint`).
+        hint: EntryHint,
     },
     /// A cash adjustment outside positions (average-price rounding residuals).
-    Cash {
-        account: AccountKey,
-        currency: Currency,
-        amount: Amount,
-    },
+    Cash { account: AccountKey, currency: Currency, amount: Amount },
 }
 
 /// How an instruction was accepted.
@@ -146,6 +147,12 @@ impl Capture {
             group_index: FxHashMap::default(),
             next_booking: self.next_booking,
         }
+    }
+
+    /// Where the position placed trade `key`'s single booking (from the engine, once it has
+    /// applied the `Effect::Book` naming the trade): where that booking's reversal looks first.
+    pub fn note_booked_at(&mut self, key: TradeKey, at: EntryHint) {
+        self.trades[key.0 as usize].booked_at = at;
     }
 
     pub fn trade(&self, key: TradeKey) -> &TradeRecord {
@@ -274,7 +281,7 @@ impl Capture {
         effect: PositionEffect,
         effects: &mut Vec<Effect>,
     ) {
-        self.book(account, instrument, side, quantity, price, effect, effects);
+        self.book(None, account, instrument, side, quantity, price, effect, effects);
     }
 
     /// The receiving firm accepts (the trade moves to its account) or rejects a give-up.
@@ -313,7 +320,16 @@ impl Capture {
                 let trade = &self.trades[key.0 as usize];
                 let (instrument, side, quantity, price, effect) =
                     (trade.instrument, trade.side, trade.quantity, trade.price, trade.effect);
-                let placed = self.book(target, instrument, side, quantity, price, effect, effects);
+                let placed = self.book(
+                    Some(key),
+                    target,
+                    instrument,
+                    side,
+                    quantity,
+                    price,
+                    effect,
+                    effects,
+                );
                 let trade = &mut self.trades[key.0 as usize];
                 trade.account = target;
                 trade.placement = Placement::Single(placed.booking);
@@ -374,6 +390,7 @@ impl Capture {
             .ok_or(CaptureError::Overflow("average-price residual".into()))?;
 
         let out = self.book(
+            None,
             holding_account,
             instrument_key,
             side.opposite(),
@@ -386,6 +403,7 @@ impl Capture {
             .iter()
             .map(|&(account, qty)| {
                 self.book(
+                    None,
                     account,
                     instrument_key,
                     side,
@@ -473,6 +491,7 @@ impl Capture {
             version: 1,
             status: TradeStatus::Active,
             placement: Placement::None,
+            booked_at: EntryHint::NONE,
         });
         self.place(key, details, instruction, effects);
         Ok(key)
@@ -642,12 +661,30 @@ impl Capture {
         let mut group = None;
         let (placement, status) = match instruction {
             Instruction::Plain => {
-                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                let placed = self.book(
+                    Some(key),
+                    account,
+                    instrument,
+                    side,
+                    quantity,
+                    price,
+                    effect,
+                    effects,
+                );
                 (Placement::Single(placed.booking), TradeStatus::Active)
             }
             Instruction::GiveUp(to) => {
                 let to = self.reference.intern_firm(to);
-                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                let placed = self.book(
+                    Some(key),
+                    account,
+                    instrument,
+                    side,
+                    quantity,
+                    price,
+                    effect,
+                    effects,
+                );
                 (Placement::Single(placed.booking), TradeStatus::PendingGiveUp { to })
             }
             Instruction::Allocate(splits) => {
@@ -655,7 +692,7 @@ impl Capture {
                 let placed = splits
                     .iter()
                     .map(|&(target, qty)| {
-                        self.book(target, instrument, side, qty, price, open, effects)
+                        self.book(None, target, instrument, side, qty, price, open, effects)
                     })
                     .collect();
                 self.splits.insert(key, placed);
@@ -671,7 +708,16 @@ impl Capture {
                 (record.account, record.instrument, record.side) = (account, instrument, side);
                 record.fills.push(key);
                 group = Some(group_key);
-                let placed = self.book(account, instrument, side, quantity, price, effect, effects);
+                let placed = self.book(
+                    Some(key),
+                    account,
+                    instrument,
+                    side,
+                    quantity,
+                    price,
+                    effect,
+                    effects,
+                );
                 (Placement::Single(placed.booking), TradeStatus::Active)
             }
         };
@@ -708,12 +754,14 @@ impl Capture {
         match std::mem::replace(&mut trade.placement, Placement::None) {
             Placement::None => {}
             Placement::Single(booking) => {
-                effects.push(Effect::Reverse { account: trade.account, instrument, booking });
+                let (account, hint) = (trade.account, trade.booked_at);
+                effects.push(Effect::Reverse { account, instrument, booking, hint });
             }
             Placement::Split => {
                 for placed in self.splits.remove(&key).unwrap_or_default().iter() {
-                    let account = placed.account;
-                    effects.push(Effect::Reverse { account, instrument, booking: placed.booking });
+                    let (account, booking) = (placed.account, placed.booking);
+                    let hint = EntryHint::NONE;
+                    effects.push(Effect::Reverse { account, instrument, booking, hint });
                 }
             }
         }
@@ -724,10 +772,12 @@ impl Capture {
 
     #[allow(
         clippy::too_many_arguments,
-        reason = "a booking is these seven facts; a struct would only rename them"
+        reason = "a booking is these seven facts and the trade it is for; a struct would only \
+                  rename them"
     )]
     fn book(
         &mut self,
+        trade: Option<TradeKey>,
         account: AccountKey,
         instrument: InstrumentKey,
         side: Side,
@@ -738,7 +788,7 @@ impl Capture {
     ) -> Placed {
         self.next_booking += 1;
         let booking = Booking { id: BookingId(self.next_booking), side, quantity, price, effect };
-        effects.push(Effect::Book { account, instrument, booking });
+        effects.push(Effect::Book { account, instrument, booking, trade });
         Placed { account, booking: booking.id, quantity }
     }
 

@@ -2,7 +2,7 @@
 //! per average-price group.
 
 use keel_domain::{Date, GroupId, PositionEffect, Price, Quantity, Side};
-use keel_position_keeping::BookingId;
+use keel_position_keeping::{BookingId, EntryHint};
 use serde::{Deserialize, Serialize};
 
 use crate::reference::{AccountKey, FirmKey, InstrumentKey, VenueKey};
@@ -67,7 +67,14 @@ pub struct TradeRecord {
     pub version: u32,
     pub status: TradeStatus,
     pub placement: Placement,
+    /// Where a `Placement::Single` booking sits in its position's entries, as far as known: a
+    /// cache for its reversal's search, not state (see `EntryHint`). Fits the record's padding.
+    #[serde(skip)]
+    pub booked_at: EntryHint,
 }
+
+// Trade records are most of a tenant's memory: the booking hint had to fit the padding.
+const _: () = assert!(std::mem::size_of::<TradeRecord>() == 80);
 
 /// What kind of instruction a report id was accepted for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +196,7 @@ mod canon {
                 version,
                 status,
                 placement,
+                booked_at: _,
             } = self;
             account.canon(out);
             instrument.canon(out);
@@ -210,7 +218,7 @@ mod canon {
     mod tests {
         use super::*;
         use keel_domain::{Date, PositionEffect, Price, Quantity, Side};
-        use keel_position_keeping::BookingId;
+        use keel_position_keeping::{BookingId, EntryHint};
         use proptest::prelude::*;
 
         fn bincode_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -260,6 +268,7 @@ mod canon {
                     version: numbers.3,
                     status: status(picks.2, keys.0),
                     placement: placement(picks.3, numbers.4),
+                    booked_at: EntryHint::NONE,
                 };
                 let mut ours = Vec::new();
                 record.canon(&mut ours);

@@ -305,18 +305,22 @@ proptest! {
     /// Long histories with many amends and cancels (enough for tombstones to be compacted away,
     /// some more than once): after every step the position equals, and serializes to the same
     /// bytes as, the fold of the bookings still live; reversing a booking twice is refused.
+    /// Reversals look first where `book` said each booking was placed, as the engine's do: a
+    /// hint that compaction or an emptied position made stale changes nothing.
     #[test]
     fn reversals_with_tombstones_equal_the_fold_of_the_survivors(history in arbitrary_history(), gross in any::<bool>()) {
         let mode = if gross { PositionMode::Gross } else { PositionMode::Net };
         let mut position = Position::new();
         let mut live: Vec<Booking> = Vec::new();
+        let mut hints: Vec<EntryHint> = Vec::new();
         let mut reversed = Vec::new();
         for (index, (buy, quantity, whole, close, reverse)) in history.into_iter().enumerate() {
             match reverse {
                 Some(pick) if !live.is_empty() => {
-                    let removed = live.remove(pick.index(live.len()));
-                    prop_assert_eq!(position.reverse(terms(mode), removed.id).unwrap(), removed);
-                    reversed.push(removed.id);
+                    let at = pick.index(live.len());
+                    let (removed, hint) = (live.remove(at), hints.remove(at));
+                    prop_assert_eq!(position.reverse_hinted(terms(mode), removed.id, hint).unwrap(), removed);
+                    reversed.push((removed.id, hint));
                 }
                 _ => {
                     let booking = Booking {
@@ -326,7 +330,7 @@ proptest! {
                         price: Price::from_nanos(whole * 250_000_000),
                         effect: if close { Close } else { Open },
                     };
-                    position.book(terms(mode), booking).unwrap();
+                    hints.push(position.book(terms(mode), booking).unwrap());
                     live.push(booking);
                 }
             }
@@ -338,8 +342,9 @@ proptest! {
             prop_assert_eq!(position.bookings().collect::<Vec<_>>(), live.clone());
             prop_assert_eq!(position.is_empty(), live.is_empty());
         }
-        for id in reversed {
+        for (id, hint) in reversed {
             prop_assert_eq!(position.reverse(terms(mode), id), Err(PositionError::UnknownBooking(id)));
+            prop_assert_eq!(position.reverse_hinted(terms(mode), id, hint), Err(PositionError::UnknownBooking(id)));
         }
     }
 }
@@ -382,18 +387,35 @@ fn find_locates_every_booking_however_ids_are_spread() {
             (search.result().unwrap(), first.unwrap_or(0))
         };
         let evenly = matches!(name, "consecutive" | "strided");
+        let len = ids.len();
         for (index, &id) in ids.iter().enumerate() {
-            assert_eq!(position.find(id), Some(index), "{name}: id {id}");
+            assert_eq!(position.find(id, EntryHint::NONE), Some(index), "{name}: id {id}");
+            // A hint of the booking's own place is one read; any other hint (stale, as after a
+            // compaction, or past the end) is a read that narrows the range like any step.
+            let mut hinted = Search::hinted(&position, BookingId(id), EntryHint::at(index));
+            assert_eq!(position.search_step(&mut hinted), id, "{name}: id {id}, hinted");
+            assert_eq!(hinted.result(), Some(Some(index)), "{name}: id {id}, one hinted read");
+            for hint in [0, len - 1, index / 2, (index + 1).min(len - 1), len, len + 7, usize::MAX]
+            {
+                let hint = EntryHint::at(hint);
+                assert_eq!(position.find(id, hint), Some(index), "{name}: id {id}, hint {hint:?}");
+                assert_eq!(
+                    position.find(id + 1, hint),
+                    ids.contains(&(id + 1)).then_some(index + 1)
+                );
+            }
             let (found, first) = stepped(id);
             assert_eq!(found, Some(index), "{name}: id {id}, stepped");
             assert!(!evenly || first == id, "{name}: id {id} first read {first}");
             if !ids.contains(&(id + 1)) {
-                assert_eq!(position.find(id + 1), None, "{name}: id {} is absent", id + 1);
+                let absent = position.find(id + 1, EntryHint::NONE);
+                assert_eq!(absent, None, "{name}: id {} is absent", id + 1);
                 assert_eq!(stepped(id + 1).0, None, "{name}: id {} is absent, stepped", id + 1);
             }
         }
-        assert_eq!(position.find(0), None, "{name}: below");
-        assert_eq!(position.find(u64::MAX), None, "{name}: above");
+        assert_eq!(position.find(0, EntryHint::NONE), None, "{name}: below");
+        assert_eq!(position.find(u64::MAX, EntryHint::NONE), None, "{name}: above");
+        assert_eq!(position.find(0, EntryHint::at(0)), None, "{name}: below, hinted");
     }
     let empty = Position::new();
     let mut search = Search::new(&empty, BookingId(1));
