@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keel_domain::TenantId;
 use keel_engine::Engine;
 use keel_journal::{read_journal, Journal, JournalError, JournalOptions, NodeKey, Trust};
+use keel_pipeline::stock::with_chunk_stock;
 use keel_pipeline::store::{replay_into, DataDir, StoreOptions, TenantStore};
 
 mod support;
@@ -182,8 +183,12 @@ fn durable_submit(c: &mut Criterion) {
                             .map(|index| {
                                 let slice = &stream[..share.min(count - index * share)];
                                 let setup = &setup;
-                                scope
-                                    .spawn(move || submit_stream(setup, slice, pipelined, reserved))
+                                // As a shard runs: chunks of state faulted in by a helper.
+                                scope.spawn(move || {
+                                    with_chunk_stock(tenant(), || {
+                                        submit_stream(setup, slice, pipelined, reserved)
+                                    })
+                                })
                             })
                             .collect();
                         runs.into_iter().map(|run| run.join().expect("tenant")).max()

@@ -22,6 +22,8 @@ use std::marker::PhantomData;
 use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 
+use crate::stock;
+
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -275,18 +277,22 @@ impl<T, const OWNED: bool> CowVec<T, OWNED> {
     }
 }
 
-impl<T: Clone, const OWNED: bool> CowVec<T, OWNED> {
+impl<T: Clone + Send + 'static, const OWNED: bool> CowVec<T, OWNED> {
     /// A copy of `chunk` with the full chunk capacity, so that pushing into a copied last
-    /// chunk does not reallocate it.
+    /// chunk does not reallocate it. The buffer comes from the thread's stock, if any
+    /// (`crate::stock`).
     fn copy_of(chunk: &[T]) -> Vec<T> {
-        let mut copy = Vec::with_capacity(Self::CHUNK);
+        let mut copy = match chunk.first() {
+            Some(sample) => stock::chunk(Self::CHUNK, sample),
+            None => Vec::with_capacity(Self::CHUNK),
+        };
         copy.extend_from_slice(chunk);
         copy
     }
 
     pub fn push(&mut self, value: T) {
         if self.len & Self::MASK == 0 {
-            let mut chunk = Vec::with_capacity(Self::CHUNK);
+            let mut chunk = stock::chunk(Self::CHUNK, &value);
             chunk.push(value);
             let chunk = if OWNED { Slot::Owned(chunk) } else { Slot::Shared(Arc::new(chunk)) };
             let chunks = self.len >> Self::SHIFT;
@@ -362,7 +368,12 @@ impl<T: Clone, const OWNED: bool> Clone for CowVec<T, OWNED> {
     fn clone(&self) -> Self {
         let chunk = |chunk: &Chunk<T>| match chunk {
             Slot::Shared(shared) => Slot::Shared(Arc::clone(shared)),
-            Slot::Owned(owned) => Slot::Owned(Self::copy_of(owned)),
+            Slot::Owned(owned) => {
+                // (Not from the stock: a whole clone is not the shard's hot path.)
+                let mut copy = Vec::with_capacity(Self::CHUNK);
+                copy.extend_from_slice(owned);
+                Slot::Owned(copy)
+            }
         };
         let groups = self
             .groups
@@ -390,7 +401,7 @@ impl<T, const OWNED: bool> Index<usize> for CowVec<T, OWNED> {
     }
 }
 
-impl<T: Clone, const OWNED: bool> IndexMut<usize> for CowVec<T, OWNED> {
+impl<T: Clone + Send + 'static, const OWNED: bool> IndexMut<usize> for CowVec<T, OWNED> {
     #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
         assert!(index < self.len, "index {index} out of range for length {}", self.len);
@@ -412,7 +423,7 @@ impl<T: PartialEq, const OWNED: bool> PartialEq for CowVec<T, OWNED> {
 
 impl<T: Eq, const OWNED: bool> Eq for CowVec<T, OWNED> {}
 
-impl<T: Clone, const OWNED: bool> FromIterator<T> for CowVec<T, OWNED> {
+impl<T: Clone + Send + 'static, const OWNED: bool> FromIterator<T> for CowVec<T, OWNED> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         let mut vec = CowVec::new();
         iter.into_iter().for_each(|value| vec.push(value));
@@ -420,7 +431,7 @@ impl<T: Clone, const OWNED: bool> FromIterator<T> for CowVec<T, OWNED> {
     }
 }
 
-impl<T: Clone, const OWNED: bool> Extend<T> for CowVec<T, OWNED> {
+impl<T: Clone + Send + 'static, const OWNED: bool> Extend<T> for CowVec<T, OWNED> {
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
         iter.into_iter().for_each(|value| self.push(value));
     }
@@ -489,11 +500,15 @@ impl<T: Serialize, const OWNED: bool> Serialize for CowVec<T, OWNED> {
     }
 }
 
-impl<'de, T: Deserialize<'de> + Clone, const OWNED: bool> Deserialize<'de> for CowVec<T, OWNED> {
+impl<'de, T: Deserialize<'de> + Clone + Send + 'static, const OWNED: bool> Deserialize<'de>
+    for CowVec<T, OWNED>
+{
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct SeqVisitor<T, const OWNED: bool>(PhantomData<T>);
 
-        impl<'de, T: Deserialize<'de> + Clone, const OWNED: bool> Visitor<'de> for SeqVisitor<T, OWNED> {
+        impl<'de, T: Deserialize<'de> + Clone + Send + 'static, const OWNED: bool> Visitor<'de>
+            for SeqVisitor<T, OWNED>
+        {
             type Value = CowVec<T, OWNED>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

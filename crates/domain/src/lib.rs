@@ -1,4 +1,5 @@
-//! keel's vocabulary, shared by every other crate. No I/O, no clocks, no threads.
+//! keel's vocabulary, shared by every other crate. No I/O, no clocks, and no threads of its own (`stock`
+//! only holds a handle to wake one).
 //!
 //! # Layout
 //! - `ident`: validated inline identifiers (`TenantId`, `AccountId`, `InstrumentId`, `ReportId`, ...).
@@ -10,6 +11,7 @@
 //! - `reject`: `CaptureError`, every rejection with its stable wire code.
 //! - `table`: line-numbered CSV reading shared by the loaders.
 //! - `cow`: `CowVec`, the chunked copy-on-write arena behind the engine's large tables.
+//! - `stock`: chunk buffers for those arenas, faulted in ahead of time by a helper thread.
 //! - `index`: `SlotIndex`, the hash index into those arenas, built for batched lookups.
 //! - `canon`: the snapshot encoding written by hand for the records that fill those arenas.
 
@@ -22,6 +24,7 @@ pub mod ident;
 pub mod index;
 pub mod instrument;
 pub mod reject;
+pub mod stock;
 pub mod table;
 pub mod trade;
 

@@ -6,6 +6,7 @@
 //! # Layout
 //! - `store`: `TenantStore` (engine + journal kept in step), `DataDir`, recovery and replay.
 //! - `shard`: the shard thread: batching, group commit, replies, queries.
+//! - `stock`: the helper that faults in a tenant's next chunks of state ahead of the shard.
 //! - `metrics`: per-tenant counters and histograms, rendered as Prometheus text.
 //! - `lib` (here): `Pipeline`, the registry of running tenants, and `TenantHandle`.
 //!
@@ -15,6 +16,7 @@
 
 pub mod metrics;
 pub mod shard;
+pub mod stock;
 pub mod store;
 
 use std::collections::HashMap;
@@ -84,7 +86,9 @@ impl Pipeline {
         let thread =
             std::thread::Builder::new().name(format!("shard-{tenant}")).spawn(move || {
                 keel_sched::enter(keel_sched::Role::Latency);
-                shard::run(store, receiver, metrics, shard_options)
+                stock::with_chunk_stock(tenant, || {
+                    shard::run(store, receiver, metrics, shard_options)
+                })
             })?;
         self.tenants.write().insert(tenant, handle);
         self.threads.lock().push(thread);

@@ -728,43 +728,48 @@ pub fn replay_into(
         deferred: std::collections::BTreeMap::new(),
         verified: 0,
     };
-    std::thread::scope(|scope| {
-        let (chunks, receive) = std::sync::mpsc::sync_channel::<Chunk>(REPLAY_CHUNKS_AHEAD);
-        let reader = std::thread::Builder::new()
-            .name(format!("replay-{tenant}"))
-            .spawn_scoped(scope, move || read_chunks(journal_dir, tenant, trust, start, &chunks))
-            .map_err(|e| {
-                ReplayError::Journal(JournalError::Io { path: journal_dir.into(), source: e })
-            })?;
-        let mut applied = Ok(());
-        for chunk in receive.iter() {
-            applied = apply_chunk(engine, &chunk, &mut states, &mut progress, &mut after);
-            if applied.is_err() {
-                break; // Dropping the receiver stops the reader at its next chunk.
+    // The state replay rebuilds grows as the shard's does: its chunks faulted in ahead too.
+    crate::stock::with_chunk_stock(tenant, || {
+        std::thread::scope(|scope| {
+            let (chunks, receive) = std::sync::mpsc::sync_channel::<Chunk>(REPLAY_CHUNKS_AHEAD);
+            let reader = std::thread::Builder::new()
+                .name(format!("replay-{tenant}"))
+                .spawn_scoped(scope, move || {
+                    read_chunks(journal_dir, tenant, trust, start, &chunks)
+                })
+                .map_err(|e| {
+                    ReplayError::Journal(JournalError::Io { path: journal_dir.into(), source: e })
+                })?;
+            let mut applied = Ok(());
+            for chunk in receive.iter() {
+                applied = apply_chunk(engine, &chunk, &mut states, &mut progress, &mut after);
+                if applied.is_err() {
+                    break; // Dropping the receiver stops the reader at its next chunk.
+                }
             }
-        }
-        drop(receive);
-        let read = reader.join().unwrap_or_else(|_| {
-            Err(ReplayError::Decode {
-                location: Location { segment: journal_dir.into(), offset: 0, sequence: None },
-                reason: "the journal reader thread panicked".into(),
-            })
-        });
-        // The applier's fault comes first: it is at an earlier record than anything the
-        // reader found after it.
-        let location = Location { segment: journal_dir.into(), offset: 0, sequence: None };
-        // Hashes still running are joined whatever happened, before any error returns.
-        let waited: Vec<_> = std::mem::take(&mut states.deferred)
-            .into_iter()
-            .map(|(sequence, pending)| (sequence, pending.wait(&location)))
-            .collect();
-        applied?;
-        let read = read?;
-        let unattested = waited
-            .into_iter()
-            .map(|(sequence, hash)| hash.map(|hash| (sequence, hash)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ReplayReport { read, state_hashes_verified: states.verified, unattested })
+            drop(receive);
+            let read = reader.join().unwrap_or_else(|_| {
+                Err(ReplayError::Decode {
+                    location: Location { segment: journal_dir.into(), offset: 0, sequence: None },
+                    reason: "the journal reader thread panicked".into(),
+                })
+            });
+            // The applier's fault comes first: it is at an earlier record than anything the
+            // reader found after it.
+            let location = Location { segment: journal_dir.into(), offset: 0, sequence: None };
+            // Hashes still running are joined whatever happened, before any error returns.
+            let waited: Vec<_> = std::mem::take(&mut states.deferred)
+                .into_iter()
+                .map(|(sequence, pending)| (sequence, pending.wait(&location)))
+                .collect();
+            applied?;
+            let read = read?;
+            let unattested = waited
+                .into_iter()
+                .map(|(sequence, hash)| hash.map(|hash| (sequence, hash)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ReplayReport { read, state_hashes_verified: states.verified, unattested })
+        })
     })
 }
 

@@ -30,7 +30,7 @@ impl<T> Default for Entries<T> {
     }
 }
 
-impl<T: Clone> Entries<T> {
+impl<T: Clone + Send + 'static> Entries<T> {
     /// Bookings from which a position keeps them in chunks.
     pub(crate) const LARGE_FROM: usize = CowVec::<T>::chunk_len();
 
@@ -125,7 +125,7 @@ impl<T> Index<usize> for Entries<T> {
     }
 }
 
-impl<T: Clone> IndexMut<usize> for Entries<T> {
+impl<T: Clone + Send + 'static> IndexMut<usize> for Entries<T> {
     #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
         match self {
@@ -135,16 +135,16 @@ impl<T: Clone> IndexMut<usize> for Entries<T> {
     }
 }
 
-impl<T: Clone + PartialEq> PartialEq for Entries<T> {
+impl<T: Clone + Send + 'static + PartialEq> PartialEq for Entries<T> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
-impl<T: Clone + Eq> Eq for Entries<T> {}
+impl<T: Clone + Send + 'static + Eq> Eq for Entries<T> {}
 
 /// Serialized as a sequence, like the `SmallVec` it replaced.
-impl<T: Clone + Serialize> Serialize for Entries<T> {
+impl<T: Clone + Send + 'static + Serialize> Serialize for Entries<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Entries::Small(small) => small.serialize(serializer),
@@ -153,7 +153,7 @@ impl<T: Clone + Serialize> Serialize for Entries<T> {
     }
 }
 
-impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Entries<T> {
+impl<'de, T: Clone + Send + 'static + Deserialize<'de>> Deserialize<'de> for Entries<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let small = SmallVec::<[T; 1]>::deserialize(deserializer)?;
         Ok(if small.len() >= Self::LARGE_FROM {
