@@ -282,10 +282,7 @@ impl<T: Clone + Send + 'static, const OWNED: bool> CowVec<T, OWNED> {
     /// chunk does not reallocate it. The buffer comes from the thread's stock, if any
     /// (`crate::stock`).
     fn copy_of(chunk: &[T]) -> Vec<T> {
-        let mut copy = match chunk.first() {
-            Some(sample) => stock::chunk(Self::CHUNK, sample),
-            None => Vec::with_capacity(Self::CHUNK),
-        };
+        let mut copy = stock::chunk_if_stocked(Self::CHUNK);
         copy.extend_from_slice(chunk);
         copy
     }

@@ -127,12 +127,25 @@ impl std::fmt::Debug for Installed {
 }
 
 /// An empty buffer for a chunk of `capacity` elements like `sample`: from this thread's stock
-/// if it has one with a buffer left, else a new allocation.
+/// if it has one with a buffer left, else a new allocation. The first call for a type makes
+/// its stock, with `sample` (an element being pushed) to write the buffers with.
 pub(crate) fn chunk<T: Clone + Send + 'static>(capacity: usize, sample: &T) -> Vec<T> {
+    take(capacity, Some(sample))
+}
+
+/// `chunk` for a copy of an existing chunk: from the type's stock if one was made, but never
+/// making one. (Its sample would be whatever element the copied chunk starts with, kept for
+/// the stock's life: a large position would pin its bookings. A pushed element is a new one,
+/// a new position being empty.)
+pub(crate) fn chunk_if_stocked<T: Clone + Send + 'static>(capacity: usize) -> Vec<T> {
+    take::<T>(capacity, None)
+}
+
+fn take<T: Clone + Send + 'static>(capacity: usize, sample: Option<&T>) -> Vec<T> {
     let taken = LOCAL.with(|local| {
         let mut local = local.borrow_mut();
         let local = local.as_mut()?;
-        let stock = local.stock::<T>(capacity, sample);
+        let stock = local.stock::<T>(capacity, sample)?;
         let (buffer, left) = stock.take();
         if left < stock.depth / 2 {
             local.stocks.low();
@@ -153,19 +166,24 @@ struct Local {
 }
 
 impl Local {
-    fn stock<T: Clone + Send + 'static>(&mut self, capacity: usize, sample: &T) -> &Stock<T> {
+    /// The stock of `T`, made with `sample` if there is none yet (none without a sample).
+    fn stock<T: Clone + Send + 'static>(
+        &mut self,
+        capacity: usize,
+        sample: Option<&T>,
+    ) -> Option<&Stock<T>> {
         let id = TypeId::of::<T>();
         let at = match self.typed.iter().position(|(typed, _)| *typed == id) {
             Some(at) => at,
             None => {
-                let stock = Arc::new(Stock::new(capacity, sample.clone()));
+                let stock = Arc::new(Stock::new(capacity, sample?.clone()));
                 lock(&self.stocks.stocks).push(stock.clone());
                 self.typed.push((id, stock));
                 self.typed.len() - 1
             }
         };
         match self.typed[at].1.downcast_ref::<Stock<T>>() {
-            Some(stock) => stock,
+            Some(stock) => Some(stock),
             None => unreachable!("invariant: stocks are filed under their element type"),
         }
     }
@@ -307,6 +325,18 @@ mod tests {
         small[0] = 99;
         assert_eq!(stocks.buffers(), before - 1);
         assert_eq!((copy[0], small[0]), (0, 99));
+    }
+
+    #[test]
+    fn a_copy_takes_from_a_stock_but_never_makes_one() {
+        // Built before the install: no stock of its type yet.
+        let mut cow: CowVec<u64> = (0..CowVec::<u64>::chunk_len() as u64 * 2).collect();
+        let stocks = Stocks::new();
+        let _installed = install(stocks.clone());
+        let copy = cow.share();
+        cow[0] = 5;
+        assert_eq!(lock(&stocks.stocks).len(), 0, "the copy allocated, no stock made");
+        assert_eq!((copy[0], cow[0]), (0, 5));
     }
 
     #[test]
