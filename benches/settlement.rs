@@ -1,5 +1,6 @@
 //! End of day over 1,000,000 positions (20,000 accounts x 50 futures, one trade each):
-//! variation margin and fees for every position, postings, the zero-sum check.
+//! variation margin and fees for every position, postings, the zero-sum check; and the
+//! engine image a state pass takes once that has run.
 //! Run: `cargo bench --bench settlement`. Figures: docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -73,6 +74,17 @@ fn eod(c: &mut Criterion) {
             }
             elapsed
         });
+    });
+    // The shard's pause for a state pass's image once end of day has run: every image after
+    // the first end of day carries the settlement state (accrued amounts per position, the
+    // ledger's postings) along with the arenas.
+    let mut settled = engine.clone();
+    let outcome = settled
+        .apply(&Envelope { sequence: next, timestamp_ns: 0, command: Command::RunEndOfDay(date) })
+        .expect("eod");
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    group.bench_function("image_after_end_of_day_1M_positions", |bencher| {
+        bencher.iter_with_large_drop(|| settled.image());
     });
     group.finish();
 }

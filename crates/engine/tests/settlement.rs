@@ -55,6 +55,35 @@ fn end_of_day_is_a_command_and_replays() {
     assert_eq!(engine_with(&commands).state_hash(), engine.state_hash());
 }
 
+/// A state pass's image holds the settlement state as of when it was taken: the accrued
+/// amounts, prices, expiries and ledger balances are shared with the engine until an end of
+/// day changes them, and that change must not reach the image.
+#[test]
+fn an_image_is_frozen_across_an_end_of_day() {
+    let day_one = vec![
+        new_trade("T1", details("A1", 0, Side::Buy, 2, 0)),
+        new_trade("T2", details("A2", 1, Side::Sell, 3, 4)),
+        prices("2026-11-27", "5001.25", "70.00"),
+        Command::RunEndOfDay(date("2026-11-27")),
+    ];
+    let day_two = vec![
+        Command::OpenBusinessDate(date("2026-11-30")),
+        new_trade("T3", details("A1", 1, Side::Buy, 1, 2)),
+        prices("2026-11-30", "4990.50", "70.10"),
+        Command::RunEndOfDay(date("2026-11-30")),
+    ];
+    let mut engine = engine_with(&day_one);
+    let image = engine.image();
+    let outcomes = run(&mut engine, &day_two);
+    assert!(outcomes.iter().all(Outcome::is_accepted), "{outcomes:?}");
+    // The image is still day one's state; the engine is both days'.
+    assert_eq!(image.state_hash(), engine_with(&day_one).state_hash());
+    let both: Vec<_> = day_one.iter().chain(&day_two).cloned().collect();
+    assert_eq!(engine.state_hash(), engine_with(&both).state_hash());
+    assert_ne!(image.state_hash(), engine.state_hash());
+    engine.settlement().ledger().check().unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 

@@ -3,6 +3,7 @@
 //! it after every end of day, in release builds too.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use keel_domain::{AccountId, Amount, CowVec, Currency, Date, ExchangeId, InstrumentId};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,8 @@ pub struct Ledger {
     /// end of day) instead of copying them. Chunks stay shared (`false`): the ledger is
     /// cloned into an image, and written only at the end of day.
     postings: CowVec<Posting, false>,
-    balances: BTreeMap<(LedgerAccount, Currency), Amount>,
+    /// Behind a count for the same reason (one per customer account and currency).
+    balances: Arc<BTreeMap<(LedgerAccount, Currency), Amount>>,
 }
 
 impl Ledger {
@@ -98,9 +100,10 @@ impl Ledger {
         debug_assert!(posting.amount > Amount::ZERO, "invariant: postings carry a positive amount");
         posting.id = self.postings.len() as u64 + 1;
         let overflow = || SettleError::Overflow(format!("balance in {}", posting.currency));
-        let credit = self.balances.entry((posting.credit, posting.currency)).or_default();
+        let balances = Arc::make_mut(&mut self.balances);
+        let credit = balances.entry((posting.credit, posting.currency)).or_default();
         *credit = credit.checked_add(posting.amount).ok_or_else(overflow)?;
-        let debit = self.balances.entry((posting.debit, posting.currency)).or_default();
+        let debit = balances.entry((posting.debit, posting.currency)).or_default();
         *debit = debit.checked_sub(posting.amount).ok_or_else(overflow)?;
         self.postings.push(posting);
         Ok(())
@@ -109,7 +112,7 @@ impl Ledger {
     /// Per currency, the balances sum to zero; otherwise the error names the last posting.
     pub fn check(&self) -> Result<(), SettleError> {
         let mut sums: BTreeMap<Currency, i128> = BTreeMap::new();
-        for ((_, currency), amount) in &self.balances {
+        for ((_, currency), amount) in self.balances.iter() {
             *sums.entry(*currency).or_default() += amount.nanos();
         }
         match sums.into_iter().find(|(_, sum)| *sum != 0) {
