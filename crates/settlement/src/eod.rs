@@ -42,7 +42,6 @@ pub struct EodReport {
 }
 
 /// Prices, fee schedule, ledger and what each position has been paid, across days.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 ///
 /// The large maps sit behind reference counts, so that cloning a `Settlement` (which every
 /// engine image for a state pass does, on the shard) costs a count each, not a copy of a
@@ -50,6 +49,7 @@ pub struct EodReport {
 /// positions (`cargo bench --bench settlement -- image_after`). They change only in end-of-day
 /// commands, which copy a map that an image still holds once (`Arc::make_mut`). Serialized as
 /// the maps themselves (serde's `rc`), so no snapshot byte changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
     prices: Arc<BTreeMap<Date, BTreeMap<InstrumentId, Price>>>,
     fees: FeeSchedule,

@@ -139,7 +139,7 @@ impl Capture {
     /// It serializes exactly like `self` but must not be queried: it cannot find anything.
     pub fn image(&mut self) -> Capture {
         Capture {
-            reference: self.reference.clone(),
+            reference: self.reference.image(),
             trades: self.trades.share(),
             reports: self.reports.image(),
             splits: self.splits.clone(),
