@@ -7,7 +7,8 @@
 #   3. keel load closed loop against an in-process keel server with comparable concurrency,
 #   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles), on the disk
 #      and again with the journal on tmpfs (the engine's and pipeline's own tail), then both
-#      again with the latency path in SCHED_FIFO where the kernel grants it,
+#      again with the latency path in SCHED_FIFO where the kernel grants it, and with the
+#      journal alone on the disk; then the floor an ideal group commit has at that rate,
 # then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
 # Usage: scripts/bench-compare.sh [SECONDS]   (installs its Debian packages when missing)
 set -euo pipefail
@@ -108,9 +109,14 @@ if rt_open=$(KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$se
     echo "== 4d. the tmpfs run with KEEL_REALTIME_PRIORITY=10"
     report_open "$(TMPDIR=/dev/shm KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
   fi
+  echo "== 4e. the disk run in real time with the journal alone on the disk (no segment preallocation, no snapshot in the run)"
+  report_open "$(KEEL_REALTIME_PRIORITY=10 KEEL_JOURNAL_PREALLOCATE=false KEEL_SNAPSHOT_INTERVAL=1000000000 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
 else
   echo "== 4c/4d skipped: the real-time class is not granted here (KEEL_REALTIME_PRIORITY needs CAP_SYS_NICE)"
 fi
+
+echo "== 4f. the floor: an ideal group commit of 130-byte records at that rate, nothing else running (scripts/sync-floor.py)"
+TMPDIR="$work" python3 scripts/sync-floor.py --rate "$half" --seconds "$seconds"
 
 echo "== ratios against Redis's mean of before and after (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
 python3 - "$keel_one" "$keel_two" "$aof" "$memory" <<'PY'

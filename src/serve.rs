@@ -28,6 +28,7 @@ pub fn store_options(config: &ServerConfig) -> StoreOptions {
         reserve_positions: config.reserve_positions,
         journal: keel_journal::JournalOptions {
             direct_io: config.journal_direct_io,
+            preallocate: config.journal_preallocate,
             ..keel_journal::JournalOptions::default()
         },
         ..StoreOptions::default()

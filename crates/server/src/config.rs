@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// disk are the same either way). `KEEL_JOURNAL_DIRECT_IO=false` puts them through the
     /// page cache, as before.
     pub journal_direct_io: bool,
+    /// Starts each journal segment as a file of zeros a helper thread wrote ahead of time, so
+    /// that a group commit's sync carries data only (on by default). It doubles the bytes the
+    /// disk is given. `KEEL_JOURNAL_PREALLOCATE=false` grows segments by appends instead.
+    pub journal_preallocate: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             reserve_positions: 250_000,
             realtime_priority: None,
             journal_direct_io: true,
+            journal_preallocate: true,
         }
     }
 }
@@ -139,6 +144,7 @@ impl ServerConfig {
             "reserve_trades" => self.reserve_trades = value.parse()?,
             "reserve_positions" => self.reserve_positions = value.parse()?,
             "journal_direct_io" => self.journal_direct_io = value.parse()?,
+            "journal_preallocate" => self.journal_preallocate = value.parse()?,
             "realtime_priority" => {
                 self.realtime_priority = if value.is_empty() { None } else { Some(value.parse()?) }
             }
@@ -171,6 +177,9 @@ mod tests {
         assert!(config.journal_direct_io, "direct journal writes unless turned off");
         let buffered = [("KEEL_JOURNAL_DIRECT_IO".to_owned(), "false".to_owned())];
         assert!(!ServerConfig::load(&file, buffered.into_iter()).unwrap().journal_direct_io);
+        assert!(config.journal_preallocate, "preallocated segments unless turned off");
+        let appends = [("KEEL_JOURNAL_PREALLOCATE".to_owned(), "false".to_owned())];
+        assert!(!ServerConfig::load(&file, appends.into_iter()).unwrap().journal_preallocate);
         std::fs::write(&file, "realtime_priority = 20\n").unwrap();
         let config = ServerConfig::load(&file, std::iter::empty()).unwrap();
         assert_eq!(config.realtime_priority, Some(20));
