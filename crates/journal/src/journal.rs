@@ -470,8 +470,9 @@ impl Journal {
         let stop = cancel.clone();
         let spawned =
             std::thread::Builder::new().name(format!("segment-{}", self.tenant)).spawn(move || {
-                // Not ahead of the latency path, whose writer thread starts this one.
-                keel_sched::enter(keel_sched::Role::Helper);
+                // Below the latency path, whose writer thread starts this one, but not
+                // preempted by normal threads while it holds the file system's locks.
+                keel_sched::enter(keel_sched::Role::Writer);
                 write_zeros(&path, bytes, direct, &stop)
             });
         match spawned {

@@ -75,8 +75,7 @@ pub fn write_snapshot_streamed(
         let crc = crc32c::crc32c(&header[..92]);
         header[92..96].copy_from_slice(&crc.to_le_bytes());
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header)?;
-        file.sync_all()?;
+        keel_sched::writing(|| file.write_all(&header).and_then(|()| file.sync_all()))?;
         Ok(hash)
     })();
     let hash = match written {
@@ -86,8 +85,10 @@ pub fn write_snapshot_streamed(
             return Err(io(error));
         }
     };
-    std::fs::rename(&temporary, &path).map_err(JournalError::io(&path))?;
-    crate::journal::sync_dir(dir)?;
+    keel_sched::writing(|| {
+        std::fs::rename(&temporary, &path).map_err(JournalError::io(&path))?;
+        crate::journal::sync_dir(dir)
+    })?;
     Ok((path, hash))
 }
 
@@ -134,12 +135,14 @@ impl HashingWriter<'_> {
     /// Hashes and writes `block`, then syncs and pauses if it crossed a sync step.
     fn emit(&mut self, block: &[u8]) -> std::io::Result<()> {
         self.hasher.update(block);
-        self.file.write_all(block)?;
+        // The writes and syncs in the writer's class (`keel_sched::writing`): a background
+        // pass preempted inside them held up the journal's syncs for milliseconds.
+        keel_sched::writing(|| self.file.write_all(block))?;
         let before = self.length;
         self.length += block.len() as u64;
         if before / SNAPSHOT_SYNC_BYTES != self.length / SNAPSHOT_SYNC_BYTES {
             let started = std::time::Instant::now();
-            self.file.sync_data()?;
+            keel_sched::writing(|| self.file.sync_data())?;
             if self.pacing == Pacing::Background {
                 std::thread::sleep(started.elapsed() * 3);
             }

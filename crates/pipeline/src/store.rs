@@ -672,7 +672,8 @@ impl<W: std::io::Write> std::io::Write for Yielding<W> {
 /// Keeps the newest `SNAPSHOTS_KEPT` snapshots.
 fn prune_snapshots(dir: &Path) -> anyhow::Result<()> {
     for old in keel_journal::list_snapshots(dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
-        std::fs::remove_file(&old)
+        // Freeing blocks is file system work too (`keel_sched::writing`).
+        keel_sched::writing(|| std::fs::remove_file(&old))
             .with_context(|| format!("removing old snapshot {}", old.display()))?;
     }
     Ok(())
