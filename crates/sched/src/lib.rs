@@ -16,7 +16,7 @@
 //!   shards, journal writers, `keel load`'s pacer. `SCHED_FIFO` at the configured priority, or
 //!   left as they are when none is configured (the default).
 //! - [`Role::Helper`]: work that must finish in good time but not ahead of the latency path
-//!   (preparing the next journal segment, building the next report index). Always the normal
+//!   (topping up the chunk stock, building the next report index). Always the normal
 //!   class: a helper started by a real-time thread would otherwise inherit its class.
 //! - [`Role::Background`]: state hashes and snapshots. `SCHED_IDLE`, so that any thread that
 //!   wakes takes their core at once.
@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum Role {
     /// On the path of an acknowledgement: network, shard, journal writer.
     Latency,
-    /// Ahead-of-time work that should not compete with the latency path (segment preparation,
+    /// Ahead-of-time work that should not compete with the latency path (the chunk stock,
     /// report index builds).
     Helper,
     /// Long passes that may take whatever CPU is left (state hashes, snapshots).
