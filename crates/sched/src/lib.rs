@@ -25,10 +25,10 @@
 //!   syncs). One real-time priority below the latency path when it is real-time, the normal
 //!   class otherwise. A file system's writer holds its locks and buffers (block bitmaps, inode
 //!   tables) inside `write` and `fdatasync`; preempted there by a busy latency path, it made
-//!   the journal writer's own syncs wait for it: 8 to 9 ms at the open loop's p99 against 1.7
-//!   to 2.9 ms with it out of reach of preemption by normal threads (docs/benchmarks.md,
-//!   fifteenth session). Its CPU time is small (direct writes, a block's copy into the page
-//!   cache), so the class costs the latency path nothing that it would notice.
+//!   the journal writer's own syncs wait for it: the disk's open-loop p99 at 324k/s was 8 to
+//!   18 ms with the writers in the normal and idle classes, 1.2 to 1.7 ms in this one
+//!   (docs/benchmarks.md, fifteenth session). Its CPU time is small (direct writes, a block's
+//!   copy into the page cache), so the class costs the latency path nothing it would notice.
 //!
 //! None of these threads spins: each blocks on a queue, a condition or the disk, so a real-time
 //! class cannot starve the machine, and the kernel's real-time throttling
