@@ -110,16 +110,20 @@ pub fn realtime_priority() -> Option<u8> {
 /// Puts the calling thread in its role's class. Best effort past [`configure`]: a failure (a
 /// limit lowered since) is logged and leaves the thread as it was.
 pub fn enter(role: Role) {
-    let result = match (role, realtime_priority()) {
+    if let Err(error) = apply(role) {
+        tracing::debug!(?role, %error, "could not set the thread's scheduling class");
+    }
+}
+
+/// Puts the calling thread in `role`'s class.
+fn apply(role: Role) -> Result<(), SchedError> {
+    match (role, realtime_priority()) {
         (Role::Latency, Some(priority)) => os::set_fifo(priority),
         (Role::Latency, None) => Ok(()),
         (Role::Helper, _) => os::leave_realtime(),
         (Role::Background, _) => os::set_idle(),
         (Role::Writer, Some(priority)) => os::set_fifo(writer_priority(priority)),
         (Role::Writer, None) => os::set_normal(),
-    };
-    if let Err(error) = result {
-        tracing::debug!(?role, %error, "could not set the thread's scheduling class");
     }
 }
 
@@ -133,8 +137,13 @@ fn writer_priority(latency: u8) -> u8 {
 /// then puts it back in the class it had: so that a background pass, which may wait long for
 /// a core, is not preempted while it holds the file system's locks. A thread already at or
 /// above the writer's class is left as it is. Two system calls around `write`: for steps of
-/// a few hundred kilobytes, not for every small write.
+/// a few hundred kilobytes, not for every small write. Where the kernel refuses the class
+/// (an idle thread may not return to the normal one without an `RLIMIT_NICE` that allows
+/// nice 0), the thread writes in its own class and stops asking.
 pub fn writing<T>(write: impl FnOnce() -> T) -> T {
+    thread_local! {
+        static REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
     let before = os::current();
     let raise = match (before, realtime_priority()) {
         (Class::Fifo(current), Some(latency)) => current < writer_priority(latency),
@@ -142,20 +151,33 @@ pub fn writing<T>(write: impl FnOnce() -> T) -> T {
         (Class::Normal, None) => false,
         (Class::Idle, _) | (Class::Normal, Some(_)) => true,
     };
-    if !raise {
+    if !raise || REFUSED.get() {
         return write();
     }
-    enter(Role::Writer);
-    let written = write();
-    let restored = match before {
-        Class::Idle => os::set_idle(),
-        Class::Fifo(priority) => os::set_fifo(priority),
-        Class::Normal | Class::Other => os::set_normal(),
-    };
-    if let Err(error) = restored {
-        tracing::debug!(?before, %error, "could not restore the thread's scheduling class");
+    if let Err(error) = apply(Role::Writer) {
+        REFUSED.set(true);
+        tracing::debug!(%error, "file writes stay in the thread's own scheduling class");
+        return write();
     }
-    written
+    // Put back on the way out, also if `write` panics.
+    let _restore = Restore(before);
+    write()
+}
+
+/// Puts the thread back in the class it had before [`writing`].
+struct Restore(Class);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let restored = match self.0 {
+            Class::Idle => os::set_idle(),
+            Class::Fifo(priority) => os::set_fifo(priority),
+            Class::Normal | Class::Other => os::set_normal(),
+        };
+        if let Err(error) = restored {
+            tracing::debug!(before = ?self.0, %error, "could not restore the thread's class");
+        }
+    }
 }
 
 /// [`enter`], the first time this thread asks: for hooks that run often, such as a runtime
