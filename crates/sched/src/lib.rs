@@ -144,6 +144,9 @@ pub fn writing<T>(write: impl FnOnce() -> T) -> T {
     thread_local! {
         static REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
+    if REFUSED.get() {
+        return write();
+    }
     let before = os::current();
     let raise = match (before, realtime_priority()) {
         (Class::Fifo(current), Some(latency)) => current < writer_priority(latency),
@@ -151,7 +154,7 @@ pub fn writing<T>(write: impl FnOnce() -> T) -> T {
         (Class::Normal, None) => false,
         (Class::Idle, _) | (Class::Normal, Some(_)) => true,
     };
-    if !raise || REFUSED.get() {
+    if !raise {
         return write();
     }
     if let Err(error) = apply(Role::Writer) {
