@@ -31,8 +31,9 @@ pub struct JournalOptions {
     /// ahead of time by a helper thread (format version 3). A group commit into space that is
     /// already allocated and written changes no file metadata, so its `sync_data` flushes the
     /// data alone: about half the latency of an append that grows the file (ext4 must commit
-    /// the new size and blocks to its own journal first). The first segment, and any segment
-    /// the helper has not finished in time, grows by appends as before.
+    /// the new size and blocks to its own journal first). A new journal's first segment is
+    /// zero-filled when it is created; a segment the helper has not finished in time grows by
+    /// appends.
     pub preallocate: bool,
     /// Write preallocated segments, and their zeros, with `O_DIRECT` in whole pages from an
     /// aligned buffer, where the file system allows it (`crate::direct`): no page cache for
@@ -232,13 +233,52 @@ impl Journal {
     fn create_segment(
         dir: &Path,
         tenant: TenantId,
-        options: JournalOptions,
+        mut options: JournalOptions,
         number: u32,
         state: ChainState,
     ) -> Result<Journal, JournalError> {
-        let files = Self::new_segment_files(dir, tenant, &options, number, state)?;
+        let files =
+            match Self::first_segment_preallocated(dir, tenant, &mut options, number, state)? {
+                Some(files) => files,
+                None => Self::new_segment_files(dir, tenant, &options, number, state)?,
+            };
         let length = SEGMENT_HEADER_BYTES as u64;
         Ok(Journal::assemble(dir, tenant, options, files, number, length, state))
+    }
+
+    /// A new journal's first segment, zero-filled here and now (paced, as the helper does for
+    /// the segments after it) when `preallocate` is on, so that its records too are written
+    /// direct into allocated space. A first segment grown by appends held up every group
+    /// commit of a new tenant's first `segment_bytes_max` bytes (docs/benchmarks.md, sixteenth
+    /// session). None when the zeros could not be written (a full disk, say): the segment then
+    /// grows by appends.
+    fn first_segment_preallocated(
+        dir: &Path,
+        tenant: TenantId,
+        options: &mut JournalOptions,
+        number: u32,
+        state: ChainState,
+    ) -> Result<Option<SegmentFiles>, JournalError> {
+        if !options.preallocate {
+            return Ok(None);
+        }
+        let prepared = dir.join(PREPARED_NAME);
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let zeros = write_zeros(&prepared, options.segment_bytes_max, options.direct_io, &never);
+        let Ok(zeros_direct) = zeros else {
+            let _ = std::fs::remove_file(&prepared);
+            return Ok(None);
+        };
+        if !zeros_direct {
+            options.direct_io = false;
+        }
+        let header = segment_header(tenant, number, state);
+        let (file, direct) = install_prepared(dir, number, &header, options.direct_io)?;
+        let backup = match options.backup_dir.as_deref() {
+            Some(backup_dir) => Some(create_segment_file(backup_dir, number, &header)?),
+            None => None,
+        };
+        Ok(Some(SegmentFiles { file, direct, backup }))
     }
 
     /// A journal positioned at the end of segment `number` (`length` bytes), where the chain
@@ -477,7 +517,7 @@ impl Journal {
             });
         match spawned {
             Ok(thread) => self.prepared = Some(Helper { thread, cancel }),
-            // No thread to spare: the next segment grows by appends, as the first one does.
+            // No thread to spare: the next segment grows by appends instead.
             Err(_) => self.options.preallocate = false,
         }
     }
@@ -516,25 +556,7 @@ impl Journal {
             // The file system took no direct write from the helper: the journal stays buffered.
             self.options.direct_io = false;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&prepared)
-            .map_err(JournalError::io(&prepared))?;
-        // Direct, when the records will be: a buffered write of part of a page the helper
-        // wrote direct would read that page from the disk first.
-        let mut direct =
-            self.options.direct_io.then(|| DirectSegment::open(&prepared, 0, &[], false)).flatten();
-        match direct.as_mut() {
-            Some(direct) => direct.write(header),
-            None => file.write_all(header),
-        }
-        .map_err(JournalError::io(&prepared))?;
-        file.sync_data().map_err(JournalError::io(&prepared))?;
-        let path = self.dir.join(segment_name(number));
-        std::fs::rename(&prepared, &path).map_err(JournalError::io(&path))?;
-        sync_dir(&self.dir)?;
-        Ok(Some((file, direct)))
+        install_prepared(&self.dir, number, header, self.options.direct_io).map(Some)
     }
 
     /// Closes the current segment and starts the next; the buffered records go to the new one.
@@ -589,6 +611,36 @@ fn segment_header(tenant: TenantId, number: u32, state: ChainState) -> [u8; SEGM
 }
 
 /// Creates segment `number` in `dir` holding only its header, durably (file and directory).
+/// Renames the zero-filled `PREPARED_NAME` file in `dir` into place as segment `number`, its
+/// header written (direct when `direct_io`) and synced first: the segment's records then go
+/// into space that is already allocated and written.
+fn install_prepared(
+    dir: &Path,
+    number: u32,
+    header: &[u8; SEGMENT_HEADER_BYTES],
+    direct_io: bool,
+) -> Result<(File, Option<DirectSegment>), JournalError> {
+    let prepared = dir.join(PREPARED_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&prepared)
+        .map_err(JournalError::io(&prepared))?;
+    // Direct, when the records will be: a buffered write of part of a page the helper
+    // wrote direct would read that page from the disk first.
+    let mut direct = direct_io.then(|| DirectSegment::open(&prepared, 0, &[], false)).flatten();
+    match direct.as_mut() {
+        Some(direct) => direct.write(header),
+        None => file.write_all(header),
+    }
+    .map_err(JournalError::io(&prepared))?;
+    file.sync_data().map_err(JournalError::io(&prepared))?;
+    let path = dir.join(segment_name(number));
+    std::fs::rename(&prepared, &path).map_err(JournalError::io(&path))?;
+    sync_dir(dir)?;
+    Ok((file, direct))
+}
+
 fn create_segment_file(
     dir: &Path,
     number: u32,
