@@ -351,6 +351,14 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(recent) = options.amend_recent {
         anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
     }
+    // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
+    // where it listens and keeps its data are the load's.
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        metrics_listen: None,
+        data_dir: scratch.clone(),
+        ..ServerConfig::default().with_env(std::env::vars())?
+    };
     let (universe, accounts_csv) = Universe::new(&options)?;
     let universe = Arc::new(universe);
     let mut credentials = Vec::new();
@@ -361,18 +369,10 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
             tenant,
             crate::defaults::INSTRUMENTS_CSV,
             &accounts_csv,
-            Default::default(),
+            crate::serve::store_options(&config),
         )?;
         credentials.push((tenant, secret));
     }
-    // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
-    // where it listens and keeps its data are the load's.
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        metrics_listen: None,
-        data_dir: scratch.clone(),
-        ..ServerConfig::default().with_env(std::env::vars())?
-    };
     let pipeline = Arc::new(Pipeline::new());
     crate::serve::start_tenants(&pipeline, &data, &config)?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);

@@ -29,6 +29,7 @@ pub fn store_options(config: &ServerConfig) -> StoreOptions {
         journal: keel_journal::JournalOptions {
             direct_io: config.journal_direct_io,
             preallocate: config.journal_preallocate,
+            segment_bytes_max: config.journal_segment_bytes,
             ..keel_journal::JournalOptions::default()
         },
         ..StoreOptions::default()

@@ -84,6 +84,8 @@ pub struct Journal {
     backup: Option<File>,
     segment_number: u32,
     segment_len: u64,
+    /// `SegmentFiles::capacity` of the current segment.
+    segment_capacity: u64,
     /// The last command appended (buffered or written), and the chain value after the last
     /// chained record (seal, checkpoint or state hash): commands after it are pending.
     state: ChainState,
@@ -106,6 +108,9 @@ struct SegmentFiles {
     file: File,
     direct: Option<DirectSegment>,
     backup: Option<File>,
+    /// The file's length when it was preallocated (zeros written ahead), 0 when it grows by
+    /// appends.
+    capacity: u64,
 }
 
 /// A thread writing the next segment's zero-filled file.
@@ -225,7 +230,8 @@ impl Journal {
             torn_tail,
             repaired_seal: end.repaired,
         };
-        let files = SegmentFiles { file, direct, backup };
+        let capacity = if preallocated { bytes.len() as u64 } else { 0 };
+        let files = SegmentFiles { file, direct, backup, capacity };
         let journal = Journal::assemble(dir, tenant, options, files, number, end.end, end.state);
         Ok((journal, report))
     }
@@ -278,7 +284,7 @@ impl Journal {
             Some(backup_dir) => Some(create_segment_file(backup_dir, number, &header)?),
             None => None,
         };
-        Ok(Some(SegmentFiles { file, direct, backup }))
+        Ok(Some(SegmentFiles { file, direct, backup, capacity: options.segment_bytes_max }))
     }
 
     /// A journal positioned at the end of segment `number` (`length` bytes), where the chain
@@ -287,7 +293,7 @@ impl Journal {
         dir: &Path,
         tenant: TenantId,
         options: JournalOptions,
-        SegmentFiles { file, direct, backup }: SegmentFiles,
+        SegmentFiles { file, direct, backup, capacity }: SegmentFiles,
         number: u32,
         length: u64,
         state: ChainState,
@@ -301,6 +307,7 @@ impl Journal {
             backup,
             segment_number: number,
             segment_len: length,
+            segment_capacity: capacity,
             state,
             pending_from: None,
             written: state,
@@ -327,7 +334,7 @@ impl Journal {
         };
         // Grown by appends, buffered: a direct write's whole pages would leave zeros after the
         // records, which only preallocated space has.
-        Ok(SegmentFiles { file, direct: None, backup })
+        Ok(SegmentFiles { file, direct: None, backup, capacity: 0 })
     }
 
     /// Opens the backup twin of the current segment, bringing it level with the primary.
@@ -462,9 +469,7 @@ impl Journal {
         self.seal();
         self.poisoned = true;
         let header_only = self.segment_len == SEGMENT_HEADER_BYTES as u64;
-        if !header_only
-            && self.segment_len + self.buffer.len() as u64 > self.options.segment_bytes_max
-        {
+        if !header_only && self.segment_len + self.buffer.len() as u64 > self.segment_limit() {
             self.roll_segment()?;
         }
         let path = self.dir.join(segment_name(self.segment_number));
@@ -493,13 +498,23 @@ impl Journal {
         Ok(self.durable_sequence)
     }
 
+    /// Where the current segment ends: `segment_bytes_max`, or the end of its preallocated
+    /// file when that is shorter (made under a smaller setting), so that records never go
+    /// past the zeros into space that must be allocated as it is written.
+    fn segment_limit(&self) -> u64 {
+        match self.segment_capacity {
+            0 => self.options.segment_bytes_max,
+            capacity => capacity.min(self.options.segment_bytes_max),
+        }
+    }
+
     /// Once the current segment is an eighth full, starts a helper thread writing the next
     /// segment's zero-filled file, paced (`PREPARE_SYNC_BYTES`): early, so that a gentle pace
     /// still finishes before the roll.
     fn prepare_next_segment(&mut self) {
         if !self.options.preallocate
             || self.prepared.is_some()
-            || self.segment_len < self.options.segment_bytes_max / 8
+            || self.segment_len < self.segment_limit() / 8
         {
             return;
         }
@@ -569,7 +584,7 @@ impl Journal {
                     Some(dir) => Some(create_segment_file(dir, number, &header)?),
                     None => None,
                 };
-                SegmentFiles { file, direct, backup }
+                SegmentFiles { file, direct, backup, capacity: self.options.segment_bytes_max }
             }
             None => Self::new_segment_files(
                 &self.dir,
@@ -584,6 +599,7 @@ impl Journal {
         self.backup = files.backup;
         self.segment_number = number;
         self.segment_len = SEGMENT_HEADER_BYTES as u64;
+        self.segment_capacity = files.capacity;
         Ok(())
     }
 

@@ -238,6 +238,33 @@ fn preallocated_segments_end_in_zeros_read_back_and_back_up() {
     assert_eq!(read_all(backup.path(), "alpha").unwrap(), (1..=2_500).collect::<Vec<_>>());
 }
 
+/// A segment preallocated under a smaller `segment_bytes_max` ends where its zeros end when
+/// the journal is reopened under a larger one (records never go on past them into space the
+/// file system must allocate as it goes); the segments after it take the new size.
+#[test]
+fn a_larger_segment_setting_rolls_at_the_preallocated_end() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(build_preallocated(dir.path(), 1, 100));
+    let larger = 4 * PREALLOCATED_BYTES;
+    let options = JournalOptions { segment_bytes_max: larger, ..JournalOptions::default() };
+    let (mut journal, _) = Journal::open(dir.path(), tenant("alpha"), options).unwrap();
+    for sequence in 101..=3_000 {
+        journal.append_command(sequence, &payload(sequence)).unwrap();
+        if sequence % 10 == 0 {
+            journal.append_checkpoint(&key(), [sequence as u8; 32]).unwrap();
+            journal.commit().unwrap();
+            journal.await_prepared_segment();
+        }
+    }
+    drop(journal);
+    let first = std::fs::read(segment(dir.path(), 1)).unwrap();
+    assert_eq!(first.len() as u64, PREALLOCATED_BYTES, "the first segment kept its size");
+    assert!(is_unwritten(&first[keel_journal::format::written_len(&first)..]));
+    let second = std::fs::metadata(segment(dir.path(), 2)).unwrap().len();
+    assert_eq!(second, larger, "the next segment is preallocated at the new size");
+    assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=3_000).collect::<Vec<_>>());
+}
+
 /// Direct writes (the default, where the file system allows them) leave every segment's bytes
 /// as buffered writes do: the records, then the preallocated zeros. Also across a reopen part
 /// way through a page, whose written part the direct writer must carry into its next write.

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// that a group commit's sync carries data only (on by default). It doubles the bytes the
     /// disk is given. `KEEL_JOURNAL_PREALLOCATE=false` grows segments by appends instead.
     pub journal_preallocate: bool,
+    /// A journal segment is closed, and the next begun, once it holds this many bytes (64 MiB
+    /// by default). Preallocated segments are written as files of this size.
+    /// `KEEL_JOURNAL_SEGMENT_BYTES`.
+    pub journal_segment_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -71,9 +75,15 @@ impl Default for ServerConfig {
             realtime_priority: None,
             journal_direct_io: true,
             journal_preallocate: true,
+            journal_segment_bytes: 64 << 20,
         }
     }
 }
+
+/// The smallest journal segment: a segment holds at least its header and a record or two.
+const SEGMENT_BYTES_MIN: u64 = 64 << 10;
+/// The largest journal segment (a segment is read whole when its journal is opened).
+const SEGMENT_BYTES_LIMIT: u64 = 4 << 30;
 
 /// The largest `frame_bytes_max`: half of `ENVELOPE_BYTES_MAX` (16 MiB), what a journal record
 /// holds. A command's journal encoding (variable-length integers) can be larger than its wire
@@ -145,6 +155,14 @@ impl ServerConfig {
             "reserve_positions" => self.reserve_positions = value.parse()?,
             "journal_direct_io" => self.journal_direct_io = value.parse()?,
             "journal_preallocate" => self.journal_preallocate = value.parse()?,
+            "journal_segment_bytes" => {
+                let bytes: u64 = value.parse()?;
+                anyhow::ensure!(
+                    (SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&bytes),
+                    "journal_segment_bytes = {bytes}: from {SEGMENT_BYTES_MIN} to {SEGMENT_BYTES_LIMIT}"
+                );
+                self.journal_segment_bytes = bytes;
+            }
             "realtime_priority" => {
                 self.realtime_priority = if value.is_empty() { None } else { Some(value.parse()?) }
             }
@@ -180,6 +198,15 @@ mod tests {
         assert!(config.journal_preallocate, "preallocated segments unless turned off");
         let appends = [("KEEL_JOURNAL_PREALLOCATE".to_owned(), "false".to_owned())];
         assert!(!ServerConfig::load(&file, appends.into_iter()).unwrap().journal_preallocate);
+        assert_eq!(config.journal_segment_bytes, 64 << 20);
+        for (bytes, ok) in [("268435456", true), ("65535", false), ("4294967297", false)] {
+            let env = [("KEEL_JOURNAL_SEGMENT_BYTES".to_owned(), bytes.to_owned())];
+            let loaded = ServerConfig::load(&file, env.into_iter());
+            assert_eq!(
+                loaded.map(|c| c.journal_segment_bytes).ok(),
+                ok.then(|| bytes.parse().unwrap())
+            );
+        }
         std::fs::write(&file, "realtime_priority = 20\n").unwrap();
         let config = ServerConfig::load(&file, std::iter::empty()).unwrap();
         assert_eq!(config.realtime_priority, Some(20));
