@@ -86,6 +86,9 @@ pub struct Journal {
     segment_len: u64,
     /// `SegmentFiles::capacity` of the current segment.
     segment_capacity: u64,
+    /// The helper failed to replace the current segment, grown by appends, early: it goes on
+    /// by appends to its end (`leaving_appends`).
+    appends_kept: bool,
     /// The last command appended (buffered or written), and the chain value after the last
     /// chained record (seal, checkpoint or state hash): commands after it are pending.
     state: ChainState,
@@ -308,6 +311,7 @@ impl Journal {
             segment_number: number,
             segment_len: length,
             segment_capacity: capacity,
+            appends_kept: false,
             state,
             pending_from: None,
             written: state,
@@ -471,6 +475,13 @@ impl Journal {
         let header_only = self.segment_len == SEGMENT_HEADER_BYTES as u64;
         if !header_only && self.segment_len + self.buffer.len() as u64 > self.segment_limit() {
             self.roll_segment()?;
+        } else if !header_only
+            && self.leaving_appends()
+            && self.prepared.as_ref().is_some_and(|helper| helper.thread.is_finished())
+            && !self.roll_to_prepared()?
+        {
+            // The helper failed (a full disk, say): this segment goes on by appends.
+            self.appends_kept = true;
         }
         let path = self.dir.join(segment_name(self.segment_number));
         match self.direct.as_mut() {
@@ -508,13 +519,22 @@ impl Journal {
         }
     }
 
-    /// Once the current segment is an eighth full, starts a helper thread writing the next
-    /// segment's zero-filled file, paced (`PREPARE_SYNC_BYTES`): early, so that a gentle pace
-    /// still finishes before the roll.
+    /// Whether the current segment grows by appends while preallocation is on (a segment
+    /// reopened after a torn tail, the last of a journal rebuilt from a backup's copies, one
+    /// the helper had not finished in time) and no helper has failed to replace it: the
+    /// journal then moves to a preallocated segment as soon as the helper has one ready, not
+    /// after `segment_bytes_max` bytes of slower syncs.
+    fn leaving_appends(&self) -> bool {
+        self.options.preallocate && self.segment_capacity == 0 && !self.appends_kept
+    }
+
+    /// Once the current segment is an eighth full (at once when `leaving_appends`), starts a
+    /// helper thread writing the next segment's zero-filled file, paced (`PREPARE_SYNC_BYTES`):
+    /// early, so that a gentle pace still finishes before the roll.
     fn prepare_next_segment(&mut self) {
         if !self.options.preallocate
             || self.prepared.is_some()
-            || self.segment_len < self.segment_limit() / 8
+            || (self.segment_len < self.segment_limit() / 8 && !self.leaving_appends())
         {
             return;
         }
@@ -574,33 +594,42 @@ impl Journal {
         install_prepared(&self.dir, number, header, self.options.direct_io).map(Some)
     }
 
-    /// Closes the current segment and starts the next; the buffered records go to the new one.
+    /// Closes the current segment and starts the next, preallocated if the helper has it
+    /// ready, else grown by appends; the buffered records go to the new one.
     fn roll_segment(&mut self) -> Result<(), JournalError> {
+        if self.roll_to_prepared()? {
+            return Ok(());
+        }
+        let number = self.segment_number + 1;
+        let files =
+            Self::new_segment_files(&self.dir, self.tenant, &self.options, number, self.written)?;
+        self.start_segment(number, files);
+        Ok(())
+    }
+
+    /// Closes the current segment and starts the next in the helper's file, if the helper has
+    /// finished it without error; false (nothing changed) otherwise.
+    fn roll_to_prepared(&mut self) -> Result<bool, JournalError> {
         let number = self.segment_number + 1;
         let header = segment_header(self.tenant, number, self.written);
-        let files = match self.take_prepared(number, &header)? {
-            Some((file, direct)) => {
-                let backup = match self.options.backup_dir.as_deref() {
-                    Some(dir) => Some(create_segment_file(dir, number, &header)?),
-                    None => None,
-                };
-                SegmentFiles { file, direct, backup, capacity: self.options.segment_bytes_max }
-            }
-            None => Self::new_segment_files(
-                &self.dir,
-                self.tenant,
-                &self.options,
-                number,
-                self.written,
-            )?,
+        let Some((file, direct)) = self.take_prepared(number, &header)? else { return Ok(false) };
+        let backup = match self.options.backup_dir.as_deref() {
+            Some(dir) => Some(create_segment_file(dir, number, &header)?),
+            None => None,
         };
+        let capacity = self.options.segment_bytes_max;
+        self.start_segment(number, SegmentFiles { file, direct, backup, capacity });
+        Ok(true)
+    }
+
+    fn start_segment(&mut self, number: u32, files: SegmentFiles) {
         self.file = files.file;
         self.direct = files.direct;
         self.backup = files.backup;
         self.segment_number = number;
         self.segment_len = SEGMENT_HEADER_BYTES as u64;
         self.segment_capacity = files.capacity;
-        Ok(())
+        self.appends_kept = false;
     }
 
     /// Appends commands and commits them: one write and one `sync_data` for the whole batch.

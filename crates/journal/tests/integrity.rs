@@ -265,6 +265,42 @@ fn a_larger_segment_setting_rolls_at_the_preallocated_end() {
     assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=3_000).collect::<Vec<_>>());
 }
 
+/// A journal whose last segment grows by appends (copied back from a backup, which holds
+/// records and no zeros) moves to a preallocated segment as soon as the helper has one ready,
+/// not after `segment_bytes_max` bytes of slower syncs; with preallocation off it stays.
+#[test]
+fn a_segment_grown_by_appends_is_left_once_a_preallocated_one_is_ready() {
+    for preallocate in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), "alpha", 40, 1 << 20);
+        let appended = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
+        let options = JournalOptions {
+            segment_bytes_max: PREALLOCATED_BYTES,
+            preallocate,
+            ..JournalOptions::default()
+        };
+        let (mut journal, _) = Journal::open(dir.path(), tenant("alpha"), options).unwrap();
+        for sequence in 41..=60 {
+            journal.append_command(sequence, &payload(sequence)).unwrap();
+            if sequence % 10 == 0 {
+                journal.commit().unwrap();
+                journal.await_prepared_segment();
+            }
+        }
+        drop(journal);
+        let first = std::fs::metadata(segment(dir.path(), 1)).unwrap().len();
+        let second = std::fs::metadata(segment(dir.path(), 2)).map(|m| m.len()).ok();
+        if preallocate {
+            // 41..=50 went on in the old segment, while the helper wrote the new one's zeros.
+            assert!(first > appended, "the first commit after opening: {first} > {appended}");
+            assert_eq!(second, Some(PREALLOCATED_BYTES), "51..=60 in a preallocated segment");
+        } else {
+            assert_eq!(second, None, "no preallocation: the segment goes on by appends");
+        }
+        assert_eq!(read_all(dir.path(), "alpha").unwrap(), (1..=60).collect::<Vec<_>>());
+    }
+}
+
 /// Direct writes (the default, where the file system allows them) leave every segment's bytes
 /// as buffered writes do: the records, then the preallocated zeros. Also across a reopen part
 /// way through a page, whose written part the direct writer must carry into its next write.
