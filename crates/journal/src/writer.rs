@@ -114,6 +114,8 @@ pub struct JournalWriter {
     failure: Option<String>,
     /// Microseconds each group commit (write + `sync_data`) took, not yet taken by the caller.
     commit_micros: Vec<u64>,
+    /// The thread the writer unparks after each commit's reports (`wake_on_report`).
+    waker: std::sync::Arc<std::sync::OnceLock<std::thread::Thread>>,
 }
 
 impl JournalWriter {
@@ -129,11 +131,13 @@ impl JournalWriter {
         let (work, queue) = mpsc::sync_channel::<WriteBatch>(depth.max(1));
         let (report, done) = mpsc::channel::<Report>();
         let name = format!("journal-{}", journal.tenant());
+        let waker = std::sync::Arc::new(std::sync::OnceLock::new());
+        let wake = waker.clone();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 keel_sched::enter(keel_sched::Role::Latency);
-                write_loop(journal, &key, &queue, &report)
+                write_loop(journal, &key, &queue, &report, &wake)
             })
             .map_err(|source| JournalError::Io { path: "journal writer thread".into(), source })?;
         Ok(Self {
@@ -145,7 +149,17 @@ impl JournalWriter {
             spare: Vec::new(),
             failure: None,
             commit_micros: Vec::new(),
+            waker,
         })
+    }
+
+    /// Has the writer unpark `thread` once it has reported a commit (or its failure), so
+    /// that a caller waiting in `std::thread::park_timeout` for either the disk or other work
+    /// (a shard with batches in flight and an empty queue) wakes for whichever comes first,
+    /// rather than blocking in `wait_for` while new work waits. Set once; later calls are
+    /// ignored.
+    pub fn wake_on_report(&self, thread: std::thread::Thread) {
+        let _ = self.waker.set(thread);
     }
 
     /// An empty batch to fill (a recycled one when there is one).
@@ -308,7 +322,13 @@ fn write_loop(
     key: &NodeKey,
     queue: &Receiver<WriteBatch>,
     report: &mpsc::Sender<Report>,
+    waker: &std::sync::OnceLock<std::thread::Thread>,
 ) -> Journal {
+    let wake = || {
+        if let Some(thread) = waker.get() {
+            thread.unpark();
+        }
+    };
     let mut taken: Vec<WriteBatch> = Vec::new();
     while let Ok(first) = queue.recv() {
         taken.push(first);
@@ -332,9 +352,11 @@ fn write_loop(
                         return journal; // The shard is gone.
                     }
                 }
+                wake();
             }
             Err(error) => {
                 let _ = report.send(Err(error));
+                wake();
                 return journal;
             }
         }
@@ -471,6 +493,26 @@ mod tests {
         // Nothing in flight: returns at once with what is durable.
         assert_eq!(writer.wait_all().expect("all").sequence, 10);
         assert_eq!(writer.wait_for(11, long).expect("idle").sequence, 10);
+    }
+
+    /// A thread registered with `wake_on_report` is unparked once a commit is reported, so it
+    /// can park waiting for the disk or other work, whichever comes first.
+    #[test]
+    fn a_registered_thread_is_woken_by_each_commit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
+        writer.wake_on_report(std::thread::current());
+        for sequence in 1..=3 {
+            let mut batch = writer.batch();
+            batch.command(sequence, |out| out.push(sequence as u8));
+            writer.send(batch).expect("send");
+            let started = std::time::Instant::now();
+            while writer.poll().expect("poll").sequence < sequence {
+                // Without the wake this parks for the whole timeout.
+                std::thread::park_timeout(std::time::Duration::from_secs(10));
+                assert!(started.elapsed() < std::time::Duration::from_secs(8), "not woken");
+            }
+        }
     }
 
     /// A sequence out of order stops the writer; the failure is reported to every later call

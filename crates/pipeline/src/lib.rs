@@ -34,6 +34,9 @@ pub use store::{DataDir, Recovery, StoreOptions, TenantStore};
 pub struct TenantHandle {
     pub tenant: TenantId,
     sender: tokio::sync::mpsc::Sender<Request>,
+    /// The shard's thread, unparked after each request is queued: a shard with batches in
+    /// flight and an empty queue parks until the journal writer or a new request wakes it.
+    shard: std::thread::Thread,
     pub metrics: Arc<TenantMetrics>,
 }
 
@@ -49,7 +52,12 @@ pub enum PipelineError {
 impl TenantHandle {
     /// Queues a request, waiting while the tenant's queue is full.
     pub async fn send(&self, request: Request) -> Result<(), PipelineError> {
-        self.sender.send(request).await.map_err(|_| PipelineError::TenantUnavailable(self.tenant))
+        self.sender
+            .send(request)
+            .await
+            .map_err(|_| PipelineError::TenantUnavailable(self.tenant))?;
+        self.shard.unpark();
+        Ok(())
     }
 
     /// Requests waiting in the tenant's queue.
@@ -82,14 +90,15 @@ impl Pipeline {
         let (sender, receiver) = tokio::sync::mpsc::channel(shard_options.queue_requests_max);
         let metrics = Arc::new(TenantMetrics::default());
         metrics.set_last_sequence(store.engine().last_sequence());
-        let handle = TenantHandle { tenant, sender, metrics: metrics.clone() };
+        let shard_metrics = metrics.clone();
         let thread =
             std::thread::Builder::new().name(format!("shard-{tenant}")).spawn(move || {
                 keel_sched::enter(keel_sched::Role::Latency);
                 stock::with_chunk_stock(tenant, || {
-                    shard::run(store, receiver, metrics, shard_options)
+                    shard::run(store, receiver, shard_metrics, shard_options)
                 })
             })?;
+        let handle = TenantHandle { tenant, sender, shard: thread.thread().clone(), metrics };
         self.tenants.write().insert(tenant, handle);
         self.threads.lock().push(thread);
         Ok(recovery)

@@ -457,13 +457,10 @@ impl TenantStore {
         Ok(self.writer.wait(sequence)?.sequence)
     }
 
-    /// Like `wait_durable`, but gives up after `timeout`; returns the durable sequence.
-    pub fn wait_durable_for(
-        &mut self,
-        sequence: u64,
-        timeout: std::time::Duration,
-    ) -> anyhow::Result<u64> {
-        Ok(self.writer.wait_for(sequence, timeout)?.sequence)
+    /// Has the journal writer unpark `thread` after each commit it reports
+    /// (`JournalWriter::wake_on_report`).
+    pub fn wake_on_durable(&self, thread: std::thread::Thread) {
+        self.writer.wake_on_report(thread);
     }
 
     /// Makes everything staged durable (its batch joins any the writer is syncing), then
