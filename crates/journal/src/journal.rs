@@ -282,12 +282,7 @@ impl Journal {
             options.direct_io = false;
         }
         let header = segment_header(tenant, number, state);
-        let (file, direct) = install_prepared(dir, number, &header, options.direct_io)?;
-        let backup = match options.backup_dir.as_deref() {
-            Some(backup_dir) => Some(create_segment_file(backup_dir, number, &header)?),
-            None => None,
-        };
-        Ok(Some(SegmentFiles { file, direct, backup, capacity: options.segment_bytes_max }))
+        install_prepared(dir, options, number, &header).map(Some)
     }
 
     /// A journal positioned at the end of segment `number` (`length` bytes), where the chain
@@ -567,13 +562,13 @@ impl Journal {
         }
     }
 
-    /// The prepared file, renamed into place as segment `number` with its header written and
-    /// synced, if the helper has finished it without error.
+    /// The helper's file installed as segment `number` (`install_prepared`), if the helper
+    /// has finished it without error.
     fn take_prepared(
         &mut self,
         number: u32,
         header: &[u8; SEGMENT_HEADER_BYTES],
-    ) -> Result<Option<(File, Option<DirectSegment>)>, JournalError> {
+    ) -> Result<Option<SegmentFiles>, JournalError> {
         if !self.prepared.as_ref().is_some_and(|helper| helper.thread.is_finished()) {
             return Ok(None);
         }
@@ -591,7 +586,7 @@ impl Journal {
             // The file system took no direct write from the helper: the journal stays buffered.
             self.options.direct_io = false;
         }
-        install_prepared(&self.dir, number, header, self.options.direct_io).map(Some)
+        install_prepared(&self.dir, &self.options, number, header).map(Some)
     }
 
     /// Closes the current segment and starts the next, preallocated if the helper has it
@@ -612,13 +607,8 @@ impl Journal {
     fn roll_to_prepared(&mut self) -> Result<bool, JournalError> {
         let number = self.segment_number + 1;
         let header = segment_header(self.tenant, number, self.written);
-        let Some((file, direct)) = self.take_prepared(number, &header)? else { return Ok(false) };
-        let backup = match self.options.backup_dir.as_deref() {
-            Some(dir) => Some(create_segment_file(dir, number, &header)?),
-            None => None,
-        };
-        let capacity = self.options.segment_bytes_max;
-        self.start_segment(number, SegmentFiles { file, direct, backup, capacity });
+        let Some(files) = self.take_prepared(number, &header)? else { return Ok(false) };
+        self.start_segment(number, files);
         Ok(true)
     }
 
@@ -655,16 +645,16 @@ fn segment_header(tenant: TenantId, number: u32, state: ChainState) -> [u8; SEGM
     .encode()
 }
 
-/// Creates segment `number` in `dir` holding only its header, durably (file and directory).
-/// Renames the zero-filled `PREPARED_NAME` file in `dir` into place as segment `number`, its
-/// header written (direct when `direct_io`) and synced first: the segment's records then go
-/// into space that is already allocated and written.
+/// Renames the zero-filled `PREPARED_NAME` file in `dir` (`segment_bytes_max` long) into place
+/// as segment `number`, its header written (direct when `direct_io`) and synced first, and
+/// creates its backup twin: the segment's records then go into space that is already
+/// allocated and written.
 fn install_prepared(
     dir: &Path,
+    options: &JournalOptions,
     number: u32,
     header: &[u8; SEGMENT_HEADER_BYTES],
-    direct_io: bool,
-) -> Result<(File, Option<DirectSegment>), JournalError> {
+) -> Result<SegmentFiles, JournalError> {
     let prepared = dir.join(PREPARED_NAME);
     let mut file = OpenOptions::new()
         .read(true)
@@ -673,7 +663,8 @@ fn install_prepared(
         .map_err(JournalError::io(&prepared))?;
     // Direct, when the records will be: a buffered write of part of a page the helper
     // wrote direct would read that page from the disk first.
-    let mut direct = direct_io.then(|| DirectSegment::open(&prepared, 0, &[], false)).flatten();
+    let mut direct =
+        options.direct_io.then(|| DirectSegment::open(&prepared, 0, &[], false)).flatten();
     match direct.as_mut() {
         Some(direct) => direct.write(header),
         None => file.write_all(header),
@@ -683,9 +674,14 @@ fn install_prepared(
     let path = dir.join(segment_name(number));
     std::fs::rename(&prepared, &path).map_err(JournalError::io(&path))?;
     sync_dir(dir)?;
-    Ok((file, direct))
+    let backup = match options.backup_dir.as_deref() {
+        Some(backup_dir) => Some(create_segment_file(backup_dir, number, header)?),
+        None => None,
+    };
+    Ok(SegmentFiles { file, direct, backup, capacity: options.segment_bytes_max })
 }
 
+/// Creates segment `number` in `dir` holding only its header, durably (file and directory).
 fn create_segment_file(
     dir: &Path,
     number: u32,
