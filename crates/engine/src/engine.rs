@@ -89,8 +89,12 @@ impl Engine {
         self.capture.index_job()
     }
 
-    /// Installs a built report index; false if it was overtaken by an in-line growth.
-    pub fn install_index(&mut self, built: keel_trade_capture::BuiltIndex) -> bool {
+    /// Installs a built report index, drops it if an in-line growth overtook it, or hands it
+    /// back for another round over the reports accepted while it was built.
+    pub fn install_index(
+        &mut self,
+        built: keel_trade_capture::BuiltIndex,
+    ) -> keel_trade_capture::Install {
         self.capture.install_index(built)
     }
 

@@ -15,6 +15,7 @@ use keel_journal::{
     read_journal, ChainHash, Corruption, Journal, JournalError, JournalOptions, JournalWriter,
     Location, NodeKey, OpenReport, RecordKind, StartAfter, Trust, WriteBatch,
 };
+use keel_trade_capture::{IndexJob, Install};
 
 /// Where a data directory keeps things.
 #[derive(Debug, Clone)]
@@ -378,37 +379,53 @@ impl TenantStore {
 
     /// Builds the report index's next size on a helper thread when the engine offers the job,
     /// and installs it once built, so the shard does not move a doubling's worth of entries
-    /// itself. If no thread can be had, the index grows in line when it fills, as in replay.
+    /// itself; when many reports arrived during the build, the index goes back to a helper for
+    /// another round over them first (`Install::Again`). If no thread can be had, the index
+    /// grows in line when it fills, as in replay.
     fn tend_index(&mut self) {
         let tenant = self.engine.tenant();
         match &self.index_build {
             Some(build) if build.is_finished() => {
                 let Some(build) = self.index_build.take() else { return };
                 match build.join() {
-                    Ok((built, micros)) => {
-                        let installed = self.engine.install_index(built);
-                        self.indexes_installed += u64::from(installed);
-                        self.pass_timings.push(PassTiming::IndexBuild { installed });
-                        tracing::info!(%tenant, micros, installed, "report index built off the shard");
-                    }
+                    Ok((built, micros)) => match self.engine.install_index(built) {
+                        Install::Again(job) => {
+                            tracing::debug!(%tenant, micros, behind = job.records(), "report index: another round");
+                            self.build_index(job);
+                        }
+                        outcome => {
+                            let installed = matches!(outcome, Install::Installed);
+                            self.indexes_installed += u64::from(installed);
+                            self.pass_timings.push(PassTiming::IndexBuild { installed });
+                            tracing::info!(%tenant, micros, installed, "report index built off the shard");
+                        }
+                    },
                     Err(_) => tracing::error!(%tenant, "the report index build panicked"),
                 }
             }
             Some(_) => {}
             None => {
-                let Some(job) = self.engine.index_job() else { return };
-                let spawned =
-                    std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
-                        keel_sched::enter(keel_sched::Role::Helper);
-                        let started = std::time::Instant::now();
-                        let built = job.build();
-                        (built, started.elapsed().as_micros() as u64)
-                    });
-                match spawned {
-                    Ok(thread) => self.index_build = Some(thread),
-                    Err(error) => tracing::debug!(%tenant, %error, "no thread for the index build"),
+                if let Some(job) = self.engine.index_job() {
+                    self.build_index(job);
                 }
             }
+        }
+    }
+
+    /// Runs `job` on a helper thread, which returns what it built and how long that took (in
+    /// microseconds: this round only, when the index goes out more than once).
+    fn build_index(&mut self, job: IndexJob) {
+        let tenant = self.engine.tenant();
+        let spawned =
+            std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
+                keel_sched::enter(keel_sched::Role::Helper);
+                let started = std::time::Instant::now();
+                let built = job.build();
+                (built, started.elapsed().as_micros() as u64)
+            });
+        match spawned {
+            Ok(thread) => self.index_build = Some(thread),
+            Err(error) => tracing::debug!(%tenant, %error, "no thread for the index build"),
         }
     }
 

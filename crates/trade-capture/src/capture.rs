@@ -90,8 +90,9 @@ impl Capture {
         self.reports.index_job()
     }
 
-    /// Installs what an `index_job` built; false if it was overtaken (and dropped).
-    pub fn install_index(&mut self, built: crate::reports::BuiltIndex) -> bool {
+    /// Installs what an `index_job` built, or hands it back for another round
+    /// (`ReportTable::install_index`).
+    pub fn install_index(&mut self, built: crate::reports::BuiltIndex) -> crate::reports::Install {
         self.reports.install_index(built)
     }
 

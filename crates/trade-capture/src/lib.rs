@@ -22,4 +22,4 @@ pub mod validate;
 pub use capture::{Accepted, Capture, Effect};
 pub use record::{GroupKey, Placement, ReportKind, TradeKey, TradeRecord, TradeStatus};
 pub use reference::{AccountKey, FirmKey, InstrumentKey, Reference, VenueKey};
-pub use reports::{BuiltIndex, IndexJob, ReportRecord, ReportTable};
+pub use reports::{BuiltIndex, IndexJob, Install, ReportRecord, ReportTable};

@@ -23,8 +23,13 @@
 //! records, and [`ReportTable::install_index`] puts it in place as a growth that has already
 //! moved them: only the records accepted while it was built move per insert. An incremental
 //! growth during a whole doubling took about twice the shard's time per new trade, for seconds
-//! (a 20 to 70 ms tail in `keel load`, docs/benchmarks.md). If the index fills before a job
-//! comes back, it grows in line as before and the job's index is dropped on arrival.
+//! (a 20 to 70 ms tail in `keel load`, docs/benchmarks.md). A build of millions of records
+//! takes long enough for hundreds of thousands to arrive meanwhile, and moving those (with
+//! every lookup trying both indexes until they have moved) saturated a busy shard for most of
+//! a second; so while more than `CATCH_UP_MAX` wait, the built index goes back out for another
+//! round over just those (`Install::Again`), each round shorter than the last. If the index
+//! fills before a job comes back, it grows in line as before and the job's index is dropped on
+//! arrival.
 
 use std::hash::BuildHasher;
 
@@ -82,8 +87,33 @@ pub struct ReportTable {
 #[derive(Debug)]
 pub struct IndexJob {
     records: CowVec<ReportRecord>,
-    capacity: usize,
+    into: Target,
+    /// The first record to index: records before it are in `into` already.
+    from: usize,
+    /// Rounds before this one (`Install::Again`).
+    round: u32,
     generation: u64,
+}
+
+/// What an [`IndexJob`] adds its records to.
+#[derive(Debug)]
+enum Target {
+    /// A new index of this capacity.
+    Empty(usize),
+    /// The index an earlier round built.
+    Built(TaggedIndex),
+}
+
+/// What became of a [`BuiltIndex`] handed to [`ReportTable::install_index`].
+#[derive(Debug)]
+pub enum Install {
+    /// In place; the records accepted since its job was taken move a few per insert.
+    Installed,
+    /// Dropped: the index was replaced meanwhile (it filled up and grew in line).
+    Stale,
+    /// Too many records arrived while it was built: this job adds them to it, off the table's
+    /// thread like the first, and hands it back to `install_index` again.
+    Again(IndexJob),
 }
 
 /// What an [`IndexJob`] built, for [`ReportTable::install_index`].
@@ -92,21 +122,26 @@ pub struct BuiltIndex {
     index: TaggedIndex,
     /// It holds records `[0, end)`.
     end: usize,
+    round: u32,
     generation: u64,
 }
 
 impl IndexJob {
-    /// Indexes the job's records into a table of the job's capacity. Pure CPU, no shared state.
+    /// Indexes the job's records, into a new index of the next capacity or (a later round)
+    /// into the one built so far. Pure CPU, no shared state.
     pub fn build(self) -> BuiltIndex {
         let records = &self.records;
-        let mut index = TaggedIndex::with_capacity_faulted(self.capacity);
+        let mut index = match self.into {
+            Target::Empty(capacity) => TaggedIndex::with_capacity_faulted(capacity),
+            Target::Built(index) => index,
+        };
         // Each insert is a miss in an index far larger than the cache: hash a run of records
         // and touch their slots first, so that the run's misses overlap (4M records into an
         // index for 8M: 250 ms, against 285 ms inserting one at a time; hashbrown took 241).
         let mut hashes = [0_u64; BUILD_RUN];
-        let mut at = 0_u32;
+        let mut at = u32::try_from(self.from).unwrap_or(u32::MAX);
         let mut touched = 0_u32;
-        let mut run = records.iter();
+        let mut run = records.iter_from(self.from);
         loop {
             let mut len = 0;
             for (hashed, record) in hashes.iter_mut().zip(run.by_ref()) {
@@ -123,7 +158,12 @@ impl IndexJob {
             }
         }
         std::hint::black_box(touched);
-        BuiltIndex { index, end: records.len(), generation: self.generation }
+        BuiltIndex { index, end: records.len(), round: self.round, generation: self.generation }
+    }
+
+    /// Records this job indexes.
+    pub fn records(&self) -> usize {
+        self.records.len() - self.from
     }
 }
 
@@ -147,6 +187,16 @@ const BUILD_RUN: usize = 32;
 
 /// Indexes smaller than this grow in line only: building them takes less than a thread's start.
 const JOB_CAPACITY_MIN: usize = if cfg!(test) { 64 } else { 1 << 16 };
+
+/// Records accepted while a job was out that an install leaves to the shard (a few moved per
+/// insert, about 2 ms of a busy shard's time at this size); past it, the built index goes back
+/// out for another round. A round over N records takes a fraction of the time N took to arrive,
+/// so each round is shorter than the last.
+const CATCH_UP_MAX: usize = if cfg!(test) { 16 } else { 8 << 10 };
+
+/// Rounds after the first, at most: a helper starved of CPU for long enough lets records
+/// arrive faster than it indexes them, and then the shard moves them after all.
+const CATCH_UP_ROUNDS: u32 = 3;
 
 fn hash(id: &ReportId) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(id)
@@ -243,7 +293,9 @@ impl ReportTable {
         self.job_out = true;
         Some(IndexJob {
             records: self.records.share(),
-            capacity: capacity * 2,
+            into: Target::Empty(capacity * 2),
+            from: 0,
+            round: 0,
             generation: self.generation,
         })
     }
@@ -251,17 +303,28 @@ impl ReportTable {
     /// Puts an index built by this table's latest job in place of the current one. It answers
     /// for the records it was built from; the ones accepted since are moved across
     /// `GROW_STEP` per insert, as in a growth, with the current index answering for them until
-    /// then. Returns false, and drops it, if the index was replaced meanwhile (it filled up and
-    /// grew in line).
-    pub fn install_index(&mut self, built: BuiltIndex) -> bool {
+    /// then. If more than `CATCH_UP_MAX` arrived meanwhile, hands the index back out instead
+    /// (`Install::Again`), up to `CATCH_UP_ROUNDS` times. Drops it (`Install::Stale`) if the
+    /// index was replaced meanwhile (it filled up and grew in line).
+    pub fn install_index(&mut self, built: BuiltIndex) -> Install {
         if built.generation != self.generation || !self.job_out || self.growing.is_some() {
-            return false;
+            return Install::Stale;
+        }
+        let behind = self.records.len().saturating_sub(built.end);
+        if behind > CATCH_UP_MAX && built.round < CATCH_UP_ROUNDS {
+            return Install::Again(IndexJob {
+                records: self.records.share(),
+                into: Target::Built(built.index),
+                from: built.end,
+                round: built.round + 1,
+                generation: built.generation,
+            });
         }
         let old = std::mem::replace(&mut self.index, built.index);
         self.growing = Some(Growing { old, next: built.end, end: self.records.len() });
         self.replaced();
         self.move_some(0);
-        true
+        Install::Installed
     }
 
     pub fn len(&self) -> usize {
@@ -372,14 +435,24 @@ mod tests {
         assert!((0..20_000u64).all(|n| table.get(&format!("G{n}").parse().unwrap()).is_some()));
     }
 
-    /// An index built from a job takes over when it comes back in time, and is dropped when the
-    /// index filled up and grew in line first; either way every id is found at every point,
-    /// and one job is out at a time.
+    /// An index built from a job takes over when it comes back in time, goes back out for
+    /// another round while more than `CATCH_UP_MAX` records arrived during the last (at most
+    /// `CATCH_UP_ROUNDS` more), and is dropped when the index filled up and grew in line
+    /// first; either way every id is found at every point, and one job is out at a time.
     #[test]
     fn an_index_built_off_the_table_takes_over_or_is_dropped_and_lookups_never_miss() {
-        // (records accepted while the job is out, whether its index is installed)
-        let cases = [(0, true), (1, true), (7, true), (20, true), (100, false), (5_000, false)];
-        for (while_out, installed) in cases {
+        // (records accepted while each round is out, rounds after the first, installed)
+        let cases: [(&[usize], u32, bool); 8] = [
+            (&[0], 0, true),
+            (&[1], 0, true),
+            (&[CATCH_UP_MAX], 0, true),
+            (&[CATCH_UP_MAX + 1, 0], 1, true),
+            (&[40, 17, 3], 2, true),
+            (&[20, 20, 20, 20], CATCH_UP_ROUNDS, true),
+            (&[2_000], 0, false),
+            (&[30, 2_000], 1, false),
+        ];
+        for (while_out, rounds, installed) in cases {
             let mut table = ReportTable::default();
             let mut n = 0u64;
             let mut insert = |table: &mut ReportTable| {
@@ -387,25 +460,45 @@ mod tests {
                 n += 1;
                 n
             };
+            // A job at a capacity of 1,000 or more leaves room for 500 records or more before
+            // the index fills.
             let job = loop {
                 insert(&mut table);
-                if let Some(job) = table.index_job() {
-                    break job;
+                if table.index.capacity() >= 1_000 {
+                    if let Some(job) = table.index_job() {
+                        break job;
+                    }
                 }
             };
             let (taken_at, capacity) = (table.len(), table.index.capacity());
             assert!(table.index.len() >= capacity / 2, "half full");
             assert!(table.index_job().is_none(), "one job at a time");
-            for _ in 0..while_out {
-                let n = insert(&mut table);
-                assert!(table.get(&format!("J{}", n - 1).parse().unwrap()).is_some());
-            }
-            let built = job.build();
-            assert_eq!(table.install_index(built), installed, "{while_out} while out");
+            let (mut job, mut round, mut built_end) = (job, 0, 0);
+            assert_eq!(job.records(), taken_at, "the first round indexes all");
+            let outcome = loop {
+                assert_eq!(job.records(), table.len() - built_end, "a round indexes what is new");
+                for _ in 0..while_out.get(round).copied().unwrap_or(0) {
+                    let n = insert(&mut table);
+                    assert!(table.get(&format!("J{}", n - 1).parse().unwrap()).is_some());
+                }
+                let built = job.build();
+                built_end = built.end;
+                match table.install_index(built) {
+                    Install::Again(next) => {
+                        assert!(table.index_job().is_none(), "one job at a time");
+                        (job, round) = (next, round + 1);
+                    }
+                    outcome => break outcome,
+                }
+            };
+            assert_eq!(round as u32, rounds, "rounds for {while_out:?}");
+            assert_eq!(matches!(outcome, Install::Installed), installed, "{while_out:?}");
             if installed {
-                assert!(table.index.capacity() >= 2 * capacity);
+                assert_eq!(table.index.capacity(), 2 * capacity);
                 let growing = table.growing.as_ref();
-                assert_eq!(growing.map_or(table.len(), |g| g.next), taken_at, "built ones moved");
+                assert_eq!(growing.map_or(table.len(), |g| g.next), built_end, "built ones moved");
+                let behind = table.len() - built_end;
+                assert!(behind <= CATCH_UP_MAX || rounds == CATCH_UP_ROUNDS, "{behind} left");
             }
             let capacity = table.index.capacity();
             while table.growing.is_some() {
