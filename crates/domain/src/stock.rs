@@ -20,15 +20,41 @@
 //! element type in a `CowVec` is `Clone`); a copy-on-write copy takes from an existing stock
 //! but never makes one. Each holds at most [`STOCK_BYTES`] of buffers, and only once that
 //! type's first chunk was taken: a tenant that trades nothing holds nothing.
+//!
+//! Copies come in bursts. Right after an image, every write to a chunk the image still holds
+//! copies it; with corrections spread over a large day, that is nearly every amend, 2 chunks
+//! each (the trade's and its booking's), 150 MB a second at 460k trades a second. Faulting
+//! that in on the shard saturated it for a tenth of a second per image, far more than the
+//! stock's 1 MiB covers. So the stocks count the copies each image caused
+//! ([`Stocks::image_taken`] to [`Stocks::pass_done`]), and before the next image the helper
+//! faults in a reserve for them on top of the usual stock (`RESERVE_GROWTH` times as many
+//! buffers, up to [`RESERVE_BYTES`] a type: [`Stocks::reserve_for_image`]); the store asks for
+//! it a quarter of an interval ahead and takes the image once it is in. What the copies
+//! leave unused is taken by the chunks of new trades afterwards: memory that was always going
+//! to be used, faulted in earlier. A tenant whose corrections follow their trades, or that
+//! books new trades only, copies next to nothing and reserves nothing.
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// What a stock of one element type holds at most: 1 MiB of buffers (for trade records, 204
 /// chunks of 64: 13 ms of trades at a million a second). It is topped up when half is used.
 pub const STOCK_BYTES: usize = 1 << 20;
+
+/// The most a stock reserves for an image's copies on top of `STOCK_BYTES`: 48 MiB, 6,000
+/// chunks, the first 65 ms of an image's copies at 460k trades a second with one in five a
+/// correction spread over millions of trades, after which the helper keeps up
+/// (docs/benchmarks.md, seventeenth session).
+pub const RESERVE_BYTES: usize = 48 << 20;
+
+/// The reserve for an image is this many times the last image's copies (up to
+/// `RESERVE_BYTES`). Images are spaced geometrically, each on a state at least twice the last,
+/// and a larger state's pass takes longer while the corrections go on at the same rate, so the
+/// copies grow faster than the state: 170 trade-record chunks for the image at 1.2M trades in
+/// `keel load` at 460k/s, 20,000 for the one at 2.5M.
+const RESERVE_GROWTH: usize = 16;
 
 /// The stocks of one thread's chunks (one tenant's shard), shared with the helper that fills
 /// them. See the module documentation.
@@ -64,6 +90,36 @@ impl Stocks {
     /// Whether a stock ran low since the last `restock`.
     pub fn wanted(&self) -> bool {
         self.wanted.load(Ordering::Acquire)
+    }
+
+    /// Before an image: raises each stock by the copies the last image caused (up to
+    /// `RESERVE_BYTES` a type), has the helper fault them in, and says whether they are in.
+    /// Called again until it says so (the raise happens once an image); a stock that copied
+    /// nothing reserves nothing, so with no history this is ready at once.
+    pub fn reserve_for_image(&self) -> bool {
+        let stocks = lock(&self.stocks).clone();
+        let mut ready = true;
+        let mut raised = false;
+        for stock in &stocks {
+            raised |= stock.reserve();
+            ready &= stock.reserve_in();
+        }
+        if raised {
+            self.low();
+        }
+        ready
+    }
+
+    /// An image was taken: counts the copies its writes cause from now on.
+    pub fn image_taken(&self) {
+        lock(&self.stocks).iter().for_each(|stock| stock.count_copies());
+    }
+
+    /// The image's pass is over: each stock goes back to its usual size, and remembers the
+    /// copies counted since `image_taken` for the next `reserve_for_image`. Returns them
+    /// (element type, copies), for the log.
+    pub fn pass_done(&self) -> Vec<(&'static str, usize)> {
+        lock(&self.stocks).iter().map(|stock| (stock.name(), stock.settle())).collect()
     }
 
     /// Tells the helper to stop (the shard has ended), and wakes it.
@@ -148,7 +204,10 @@ fn take<T: Clone + Send + 'static>(capacity: usize, sample: Option<&T>) -> Vec<T
         let local = local.as_mut()?;
         let stock = local.stock::<T>(capacity, sample)?;
         let (buffer, left) = stock.take();
-        if left < stock.depth / 2 {
+        if sample.is_none() {
+            stock.copies.fetch_add(1, Ordering::Relaxed);
+        }
+        if left < stock.target() / 2 {
             local.stocks.low();
         }
         buffer
@@ -194,7 +253,17 @@ impl Local {
 struct Stock<T> {
     held: Mutex<Held<T>>,
     capacity: usize,
+    /// Buffers it holds at most between images: `STOCK_BYTES`.
     depth: usize,
+    /// Buffers the helper fills it to: `depth`, plus the reserve while an image is due or its
+    /// pass runs.
+    target: AtomicUsize,
+    /// Copy-on-write copies taken from it since counting started (`image_taken`).
+    copies: AtomicUsize,
+    /// Copies the last image caused: the next reserve.
+    last_copies: AtomicUsize,
+    /// Whether the coming image's reserve was raised already.
+    reserved: AtomicBool,
 }
 
 struct Held<T> {
@@ -206,7 +275,19 @@ impl<T: Clone> Stock<T> {
     fn new(capacity: usize, sample: T) -> Self {
         let bytes = capacity.max(1) * std::mem::size_of::<T>().max(1);
         let depth = (STOCK_BYTES / bytes).max(2);
-        Self { held: Mutex::new(Held { buffers: Vec::new(), sample }), capacity, depth }
+        Self {
+            held: Mutex::new(Held { buffers: Vec::new(), sample }),
+            capacity,
+            depth,
+            target: AtomicUsize::new(depth),
+            copies: AtomicUsize::new(0),
+            last_copies: AtomicUsize::new(0),
+            reserved: AtomicBool::new(false),
+        }
+    }
+
+    fn target(&self) -> usize {
+        self.target.load(Ordering::Relaxed)
     }
 
     /// A buffer if one is left, and how many are left after it.
@@ -222,13 +303,24 @@ trait Restock: Send + Sync {
     /// Tops the stock up; returns how many buffers it made.
     fn restock(&self) -> usize;
     fn held(&self) -> usize;
+    /// Raises the target for the coming image's copies, once an image; true if it did.
+    fn reserve(&self) -> bool;
+    /// Whether a raised target is met, but for half the usual stock (which the shard's new
+    /// chunks may have taken meanwhile).
+    fn reserve_in(&self) -> bool;
+    /// Starts counting copies.
+    fn count_copies(&self);
+    /// Back to `depth`; returns the copies counted, kept for the next reserve.
+    fn settle(&self) -> usize;
+    /// The element type.
+    fn name(&self) -> &'static str;
 }
 
 impl<T: Clone + Send> Restock for Stock<T> {
     fn restock(&self) -> usize {
         let (missing, sample) = {
             let held = lock(&self.held);
-            (self.depth.saturating_sub(held.buffers.len()), held.sample.clone())
+            (self.target().saturating_sub(held.buffers.len()), held.sample.clone())
         };
         // Made without the lock, so that the shard's takes never wait for a page fault.
         let made: Vec<Vec<T>> = (0..missing)
@@ -245,6 +337,38 @@ impl<T: Clone + Send> Restock for Stock<T> {
 
     fn held(&self) -> usize {
         lock(&self.held).buffers.len()
+    }
+
+    fn reserve(&self) -> bool {
+        if self.reserved.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        let bytes = self.capacity.max(1) * std::mem::size_of::<T>().max(1);
+        let copies = self.last_copies.load(Ordering::Relaxed);
+        let extra = copies.saturating_mul(RESERVE_GROWTH).min(RESERVE_BYTES / bytes);
+        self.target.store(self.depth + extra, Ordering::Relaxed);
+        extra > 0
+    }
+
+    fn reserve_in(&self) -> bool {
+        let target = self.target();
+        target == self.depth || self.held() >= target - self.depth / 2
+    }
+
+    fn count_copies(&self) {
+        self.copies.store(0, Ordering::Relaxed);
+    }
+
+    fn settle(&self) -> usize {
+        let copies = self.copies.swap(0, Ordering::Relaxed);
+        self.last_copies.store(copies, Ordering::Relaxed);
+        self.target.store(self.depth, Ordering::Relaxed);
+        self.reserved.store(false, Ordering::Relaxed);
+        copies
+    }
+
+    fn name(&self) -> &'static str {
+        std::any::type_name::<T>()
     }
 }
 
@@ -338,6 +462,62 @@ mod tests {
         cow[0] = 5;
         assert_eq!(lock(&stocks.stocks).len(), 0, "the copy allocated, no stock made");
         assert_eq!((copy[0], cow[0]), (0, 5));
+    }
+
+    /// The copies an image causes (counted from `image_taken` to `pass_done`) size the reserve
+    /// for the next one: `RESERVE_GROWTH` times as many buffers, up to `RESERVE_BYTES`, on top
+    /// of the usual stock, asked for once an image; back to the usual size after its pass. A
+    /// type that copied nothing reserves nothing and is ready at once.
+    #[test]
+    fn an_image_reserves_buffers_for_as_many_copies_as_the_last_one_caused() {
+        let chunk = CowVec::<u64>::chunk_len();
+        let depth = STOCK_BYTES / (chunk * 8);
+        let cap = RESERVE_BYTES / (chunk * 8);
+        // (chunks written after the first image, reserve for the second)
+        let cases = [(0, 0), (1, RESERVE_GROWTH), (3, 3 * RESERVE_GROWTH), (cap, cap)];
+        for (written, reserve) in cases {
+            let stocks = Stocks::new();
+            let _installed = install(stocks.clone());
+            let mut cow: CowVec<u64> = (0..(chunk * (cap + 1)) as u64).collect();
+            // Copies before an image are not counted.
+            let early = cow.share();
+            cow[0] = 1;
+            drop(early);
+            stocks.restock();
+            assert!(stocks.reserve_for_image(), "no copies counted yet: nothing to reserve");
+            assert_eq!(stocks.restock(), 0, "nor to make");
+            let image = cow.share();
+            stocks.image_taken();
+            for at in 0..written {
+                cow[at * chunk] += 1;
+                cow[at * chunk + 1] += 1; // the same chunk: copied once
+            }
+            drop(image);
+            let copies = stocks.pass_done();
+            assert_eq!(copies, vec![(std::any::type_name::<u64>(), written)]);
+            stocks.restock();
+            let held = stocks.buffers();
+            assert_eq!(held, depth, "back to the usual size after the pass");
+            // In at once if the usual stock covers it, with half of it to spare.
+            assert_eq!(stocks.reserve_for_image(), reserve <= depth / 2, "{written} copies");
+            assert_eq!(stocks.wanted(), reserve > 0, "the helper is asked for a reserve");
+            assert_eq!(stocks.restock(), reserve, "{written} copies");
+            assert!(stocks.reserve_for_image(), "in once made");
+            assert_eq!(stocks.buffers(), depth + reserve);
+            // Asked for once an image: taking from it does not raise it again.
+            assert!(!stocks.wanted());
+            stocks.reserve_for_image();
+            assert!(!stocks.wanted());
+            let image = cow.share();
+            stocks.image_taken();
+            cow[0] += 1;
+            assert_eq!(stocks.buffers(), depth + reserve - 1, "a copy takes from the reserve");
+            drop(image);
+            stocks.pass_done();
+            // What the copies left of a reserve is kept for new chunks, and not topped up.
+            assert_eq!(stocks.restock(), usize::from(reserve == 0));
+            assert_eq!(stocks.buffers(), depth.max(depth + reserve - 1));
+        }
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl DataDir {
 /// Snapshots kept per tenant: the newest, and one before it in case the newest is damaged.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
+/// The longest an image waits for the chunk stocks' reserve for its copies, from the moment it
+/// was asked for (`TenantStore::copies_reserved`, a quarter of an interval before the image is
+/// due): a helper starved of CPU delays the image, never stops it.
+const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -154,6 +159,19 @@ pub struct TenantStore {
     index_build: Option<std::thread::JoinHandle<(keel_trade_capture::BuiltIndex, u64)>>,
     /// Indexes built that way and installed.
     indexes_installed: u64,
+    /// Where the coming image's reserve of chunks for its copies is.
+    reserve: Reserve,
+}
+
+/// The chunk stocks' reserve for the copies of the coming image (`copies_reserved`).
+#[derive(Debug, Clone, Copy)]
+enum Reserve {
+    /// Not asked for yet.
+    None,
+    /// Asked for then; not in yet.
+    Asked(std::time::Instant),
+    /// In, or no longer waited for.
+    In,
 }
 
 /// What the background work reported, for metrics: how long a state pass's parts took (in
@@ -295,6 +313,7 @@ impl TenantStore {
             pass_timings: Vec::new(),
             index_build: None,
             indexes_installed: 0,
+            reserve: Reserve::None,
         };
         // A reopened tenant spaces them by its size already.
         store.state_hash_gap = store.stretched(store.options.state_hash_interval);
@@ -367,14 +386,51 @@ impl TenantStore {
         }
         self.tend_index();
         self.send_staged()?;
-        let hash_due = self.since_state_hash > 0 && self.since_state_hash >= self.state_hash_gap;
-        let snapshot_due =
-            self.options.snapshot_interval > 0 && self.since_snapshot >= self.snapshot_gap;
         // While a pass runs, the next waits (the counters keep counting): one image at a time.
-        if (hash_due || snapshot_due) && self.pass.is_none() {
-            self.start_pass(snapshot_due)?;
+        if self.pass.is_none() {
+            let hashes = self.since_state_hash > 0;
+            let snapshots = self.options.snapshot_interval > 0;
+            let soon = |since: u64, gap: u64| since >= gap - gap / 4;
+            if hashes && soon(self.since_state_hash, self.state_hash_gap)
+                || snapshots && soon(self.since_snapshot, self.snapshot_gap)
+            {
+                let reserved = self.copies_reserved();
+                let hash_due = hashes && self.since_state_hash >= self.state_hash_gap;
+                let snapshot_due = snapshots && self.since_snapshot >= self.snapshot_gap;
+                if (hash_due || snapshot_due) && reserved {
+                    self.start_pass(snapshot_due)?;
+                }
+            }
         }
         Ok(self.engine.last_sequence())
+    }
+
+    /// From three quarters of the way to an image: whether it may be taken when due. The
+    /// first call asks the chunk stocks for buffers for the copies its writes will cause
+    /// (`Stocks::reserve_for_image`, faulted in by their helper while the image is not due
+    /// yet); true once they are in, `RESERVE_WAIT` after asking, or at once on a thread
+    /// without stocks.
+    fn copies_reserved(&mut self) -> bool {
+        match self.reserve {
+            Reserve::In => true,
+            Reserve::Asked(asked) if asked.elapsed() >= RESERVE_WAIT => {
+                let tenant = self.engine.tenant();
+                tracing::debug!(%tenant, "the copies' reserve is late: the image goes ahead");
+                self.reserve = Reserve::In;
+                true
+            }
+            Reserve::Asked(_) | Reserve::None => {
+                let Some(stocks) = keel_domain::stock::installed() else { return true };
+                if let Reserve::None = self.reserve {
+                    self.reserve = Reserve::Asked(std::time::Instant::now());
+                }
+                let ready = stocks.reserve_for_image();
+                if ready {
+                    self.reserve = Reserve::In;
+                }
+                ready
+            }
+        }
     }
 
     /// Builds the report index's next size on a helper thread when the engine offers the job,
@@ -505,8 +561,12 @@ impl TenantStore {
         let image = self.engine.image();
         let (tenant, sequence) = (image.tenant(), image.last_sequence());
         let micros = started.elapsed().as_micros() as u64;
+        self.reserve = Reserve::None;
         tracing::info!(%tenant, sequence, micros, with_snapshot, "engine image taken");
         self.pass_timings.push(PassTiming::Image(micros));
+        if let Some(stocks) = keel_domain::stock::installed() {
+            stocks.image_taken();
+        }
         self.staging.checkpoint(keel_journal::DEFERRED_STATE_HASH);
         self.since_checkpoint = 0;
         self.since_state_hash = 0;
@@ -546,6 +606,11 @@ impl TenantStore {
     /// an operator about to copy the tenant's files).
     pub fn finish_pass(&mut self) {
         let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
+        if let Some(stocks) = keel_domain::stock::installed() {
+            let copies = stocks.pass_done();
+            let tenant = self.engine.tenant();
+            tracing::debug!(%tenant, sequence, ?copies, "chunks copied during the state pass");
+        }
         match thread.join() {
             Ok((hash, micros)) => {
                 // No hash: the snapshot failed part way through its image (logged there).
