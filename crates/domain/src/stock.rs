@@ -28,7 +28,8 @@
 //! stock's 1 MiB covers. So the stocks count the copies each image caused
 //! ([`Stocks::image_taken`] to [`Stocks::pass_done`]), and before the next image the helper
 //! faults in a reserve for them on top of the usual stock (`RESERVE_GROWTH` times as many
-//! buffers, up to [`RESERVE_BYTES`] a type: [`Stocks::reserve_for_image`]); the store asks for
+//! buffers, up to [`RESERVE_BYTES`] a type and to the chunks of that type there are:
+//! [`Stocks::reserve_for_image`]); the store asks for
 //! it a quarter of an interval ahead and takes the image once it is in. What the copies
 //! leave unused is taken by the chunks of new trades afterwards: memory that was always going
 //! to be used, faulted in earlier. A tenant whose corrections follow their trades, or that
@@ -43,18 +44,23 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// chunks of 64: 13 ms of trades at a million a second). It is topped up when half is used.
 pub const STOCK_BYTES: usize = 1 << 20;
 
-/// The most a stock reserves for an image's copies on top of `STOCK_BYTES`: 48 MiB, 6,000
-/// chunks, the first 65 ms of an image's copies at 460k trades a second with one in five a
-/// correction spread over millions of trades, after which the helper keeps up
-/// (docs/benchmarks.md, seventeenth session).
-pub const RESERVE_BYTES: usize = 48 << 20;
+/// The most a stock reserves for an image's copies on top of `STOCK_BYTES`: 64 MiB. With one
+/// trade in five a correction spread over millions of trades, the image at 3.6M trades in
+/// `keel load` at 460k/s copied 25,000 trade-record chunks (125 MB) and 7,600 entry chunks
+/// (60 MB) during its pass, most of them in its first few hundred milliseconds; the reserve
+/// covers that start, and the helper tops the stock up to it for the rest of the pass. 128 MiB
+/// held 100 MB more at the peak for no clear gain (docs/benchmarks.md, seventeenth session).
+/// Never more than the chunks of that type the stock has handed out: an image cannot copy more
+/// chunks than there are.
+pub const RESERVE_BYTES: usize = 64 << 20;
 
 /// The reserve for an image is this many times the last image's copies (up to
 /// `RESERVE_BYTES`). Images are spaced geometrically, each on a state at least twice the last,
 /// and a larger state's pass takes longer while the corrections go on at the same rate, so the
-/// copies grow faster than the state: 170 trade-record chunks for the image at 1.2M trades in
-/// `keel load` at 460k/s, 20,000 for the one at 2.5M.
-const RESERVE_GROWTH: usize = 16;
+/// copies grow much faster than the state: 170 to 500 trade-record chunks for the image at 1M
+/// trades in `keel load` at 460k/s, 20,000 for the one at 2M. 16 left the second image short
+/// (3,900 chunks reserved).
+const RESERVE_GROWTH: usize = 64;
 
 /// The stocks of one thread's chunks (one tenant's shard), shared with the helper that fills
 /// them. See the module documentation.
@@ -92,8 +98,9 @@ impl Stocks {
         self.wanted.load(Ordering::Acquire)
     }
 
-    /// Before an image: raises each stock by the copies the last image caused (up to
-    /// `RESERVE_BYTES` a type), has the helper fault them in, and says whether they are in.
+    /// Before an image: raises each stock for the copies it may cause (`RESERVE_GROWTH` times
+    /// the last image's, up to `RESERVE_BYTES` a type and to the chunks there are), has the
+    /// helper fault them in, and says whether they are in.
     /// Called again until it says so (the raise happens once an image); a stock that copied
     /// nothing reserves nothing, so with no history this is ready at once.
     pub fn reserve_for_image(&self) -> bool {
@@ -204,9 +211,8 @@ fn take<T: Clone + Send + 'static>(capacity: usize, sample: Option<&T>) -> Vec<T
         let local = local.as_mut()?;
         let stock = local.stock::<T>(capacity, sample)?;
         let (buffer, left) = stock.take();
-        if sample.is_none() {
-            stock.copies.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if sample.is_none() { &stock.copies } else { &stock.chunks };
+        counter.fetch_add(1, Ordering::Relaxed);
         if left < stock.target() / 2 {
             local.stocks.low();
         }
@@ -262,6 +268,9 @@ struct Stock<T> {
     copies: AtomicUsize,
     /// Copies the last image caused: the next reserve.
     last_copies: AtomicUsize,
+    /// New chunks handed out (stocked or not): the chunks of this type there are, as far as
+    /// this stock knows, and so the most an image can copy.
+    chunks: AtomicUsize,
     /// Whether the coming image's reserve was raised already.
     reserved: AtomicBool,
 }
@@ -282,6 +291,7 @@ impl<T: Clone> Stock<T> {
             target: AtomicUsize::new(depth),
             copies: AtomicUsize::new(0),
             last_copies: AtomicUsize::new(0),
+            chunks: AtomicUsize::new(0),
             reserved: AtomicBool::new(false),
         }
     }
@@ -345,7 +355,8 @@ impl<T: Clone + Send> Restock for Stock<T> {
         }
         let bytes = self.capacity.max(1) * std::mem::size_of::<T>().max(1);
         let copies = self.last_copies.load(Ordering::Relaxed);
-        let extra = copies.saturating_mul(RESERVE_GROWTH).min(RESERVE_BYTES / bytes);
+        let chunks = self.chunks.load(Ordering::Relaxed);
+        let extra = copies.saturating_mul(RESERVE_GROWTH).min(RESERVE_BYTES / bytes).min(chunks);
         self.target.store(self.depth + extra, Ordering::Relaxed);
         extra > 0
     }
@@ -465,20 +476,27 @@ mod tests {
     }
 
     /// The copies an image causes (counted from `image_taken` to `pass_done`) size the reserve
-    /// for the next one: `RESERVE_GROWTH` times as many buffers, up to `RESERVE_BYTES`, on top
-    /// of the usual stock, asked for once an image; back to the usual size after its pass. A
-    /// type that copied nothing reserves nothing and is ready at once.
+    /// for the next one: `RESERVE_GROWTH` times as many buffers, up to `RESERVE_BYTES` and to
+    /// the chunks there are, on top of the usual stock, asked for once an image; back to the
+    /// usual size after its pass. A type that copied nothing reserves nothing and is ready at
+    /// once.
     #[test]
     fn an_image_reserves_buffers_for_as_many_copies_as_the_last_one_caused() {
         let chunk = CowVec::<u64>::chunk_len();
         let depth = STOCK_BYTES / (chunk * 8);
         let cap = RESERVE_BYTES / (chunk * 8);
-        // (chunks written after the first image, reserve for the second)
-        let cases = [(0, 0), (1, RESERVE_GROWTH), (3, 3 * RESERVE_GROWTH), (cap, cap)];
-        for (written, reserve) in cases {
+        // (chunks in the arena, chunks written after the first image, reserve for the second)
+        let cases = [
+            (1024, 0, 0),
+            (1024, 1, RESERVE_GROWTH),
+            (1024, 3, 3 * RESERVE_GROWTH),
+            (1024, 1024 / RESERVE_GROWTH + 1, 1024),
+            (cap + 1, cap / RESERVE_GROWTH + 1, cap),
+        ];
+        for (chunks, written, reserve) in cases {
             let stocks = Stocks::new();
             let _installed = install(stocks.clone());
-            let mut cow: CowVec<u64> = (0..(chunk * (cap + 1)) as u64).collect();
+            let mut cow: CowVec<u64> = (0..(chunk * chunks) as u64).collect();
             // Copies before an image are not counted.
             let early = cow.share();
             cow[0] = 1;
