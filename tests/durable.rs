@@ -645,3 +645,77 @@ fn large_commands_are_journaled_whole_and_oversized_ones_refused_untouched() {
     assert_eq!(reopened.engine().state_hash(), after, "the large command replayed");
     assert_eq!(reopened.engine().last_sequence(), before + 2);
 }
+
+/// Images taken so far by `store` and not yet counted (`PassTiming::Image`).
+fn images_taken(store: &mut TenantStore) -> usize {
+    let mut images = 0;
+    store.take_pass_timings(|timing| {
+        images += usize::from(matches!(timing, keel_pipeline::store::PassTiming::Image(_)))
+    });
+    images
+}
+
+/// Once an image's writes have copied chunks, the next image waits until the chunk stocks hold
+/// a reserve for as many copies again (`Stocks::reserve_for_image`), or until
+/// `RESERVE_WAIT` (500 ms) has passed since it was asked for; with no copies counted, it is
+/// taken when due. The stocks run without their helper here: the test restocks where the
+/// helper would, so what is waited for is deterministic.
+#[test]
+fn an_image_waits_for_the_reserve_for_its_copies() {
+    use keel_domain::stock::{self, Stocks};
+    use keel_domain::CowVec;
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    let store_options = StoreOptions {
+        state_hash_interval: 2_000,
+        snapshot_interval: 0,
+        ..StoreOptions::default()
+    };
+    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    let stocks = Stocks::new();
+    let _installed = stock::install(stocks.clone());
+    let (mut store, _) = TenantStore::open(&data, demo(), store_options).unwrap();
+    let trade = new_trades("RSV");
+    let mut n = 0;
+    // Stages `commands` new trades, flushing every 100; returns the images taken meanwhile.
+    let mut grow = |store: &mut TenantStore, commands: u64| {
+        for _ in 0..commands {
+            assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+            n += 1;
+            if n % 100 == 0 {
+                store.flush().unwrap();
+            }
+        }
+        images_taken(store)
+    };
+    // Copies of a `u64` arena of 300 chunks, as if the engine's writes had made them while
+    // the image's pass ran: 64 times as many (bounded by the 300 chunks there are) are reserved
+    // for the next image.
+    let chunk = CowVec::<u64>::chunk_len();
+    let mut arena: CowVec<u64> = (0..(300 * chunk) as u64).collect();
+    let mut copy_during_the_pass = |store: &mut TenantStore| {
+        let image = arena.share();
+        for at in (0..arena.len()).step_by(chunk).take(200) {
+            arena[at] += 1;
+        }
+        drop(image);
+        store.finish_pass();
+    };
+
+    assert_eq!(grow(&mut store, 2_500), 1, "no copies counted yet: taken when due");
+    copy_during_the_pass(&mut store);
+    let held = stocks.buffers();
+    assert_eq!(grow(&mut store, 6_000), 0, "due, and waiting for its reserve");
+    assert_eq!(stocks.buffers(), held, "no helper here: nothing made yet");
+    assert!(stocks.restock() >= 300, "the reserve: 300 buffers and the usual stock");
+    assert_eq!(grow(&mut store, 100), 1, "taken once the reserve is in");
+
+    copy_during_the_pass(&mut store);
+    assert_eq!(grow(&mut store, 12_000), 0, "due, and waiting for its reserve");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(grow(&mut store, 100), 1, "taken without it after 500 ms");
+    let engine = store.close().unwrap();
+    let expected = engine.state_hash();
+    let (store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), expected);
+}
