@@ -22,18 +22,20 @@
 //! type's first chunk was taken: a tenant that trades nothing holds nothing.
 //!
 //! Copies come in bursts. Right after an image, every write to a chunk the image still holds
-//! copies it; with corrections spread over a large day, that is nearly every amend, 2 chunks
-//! each (the trade's and its booking's), 150 MB a second at 460k trades a second. Faulting
-//! that in on the shard saturated it for a tenth of a second per image, far more than the
-//! stock's 1 MiB covers. So the stocks count the copies each image caused
-//! ([`Stocks::image_taken`] to [`Stocks::pass_done`]), and before the next image the helper
-//! faults in a reserve for them on top of the usual stock (`RESERVE_GROWTH` times as many
-//! buffers, up to [`RESERVE_BYTES`] a type and to the chunks of that type there are:
-//! [`Stocks::reserve_for_image`]); the store asks for
-//! it a quarter of an interval ahead and takes the image once it is in. What the copies
-//! leave unused is taken by the chunks of new trades afterwards: memory that was always going
-//! to be used, faulted in earlier. A tenant whose corrections follow their trades, or that
-//! books new trades only, copies next to nothing and reserves nothing.
+//! copies it; with corrections spread over a large day, that is nearly every amend or cancel,
+//! two chunks each (the trade record's and its position entry's): about 160 MB for the image
+//! at 2M trades in `keel load` at 460k trades a second, most of it in the first few hundred
+//! milliseconds. Faulting that in on the shard saturated it for a tenth of a second and more
+//! per image, far more than the stock's 1 MiB covers. So the stocks count the copies each
+//! image caused ([`Stocks::image_taken`] to [`Stocks::pass_done`]), and before the next image
+//! the helper faults in a reserve for them on top of the usual stock (`RESERVE_GROWTH` times as
+//! many buffers, up to [`RESERVE_BYTES`] a type and to the chunks of that type there are:
+//! [`Stocks::reserve_for_image`]); the store asks for it a quarter of an interval ahead and
+//! takes the image once it is in. What the copies leave unused is taken by the chunks of new
+//! trades afterwards: memory that was always going to be used, faulted in earlier (a tenant
+//! that stops trading right after a pass holds it until its next trades). A tenant whose
+//! corrections follow their trades, or that books new trades only, copies next to nothing
+//! and reserves nothing.
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -100,9 +102,9 @@ impl Stocks {
 
     /// Before an image: raises each stock for the copies it may cause (`RESERVE_GROWTH` times
     /// the last image's, up to `RESERVE_BYTES` a type and to the chunks there are), has the
-    /// helper fault them in, and says whether they are in.
-    /// Called again until it says so (the raise happens once an image); a stock that copied
-    /// nothing reserves nothing, so with no history this is ready at once.
+    /// helper fault them in, and says whether they are in. Called again until it says so (the
+    /// raise happens once an image); a stock that copied nothing reserves nothing, so with no
+    /// history this is ready at once.
     pub fn reserve_for_image(&self) -> bool {
         let stocks = lock(&self.stocks).clone();
         let mut ready = true;
@@ -318,7 +320,7 @@ trait Restock: Send + Sync {
     /// Whether a raised target is met, but for half the usual stock (which the shard's new
     /// chunks may have taken meanwhile).
     fn reserve_in(&self) -> bool;
-    /// Starts counting copies.
+    /// Counts copies from zero.
     fn count_copies(&self);
     /// Back to `depth`; returns the copies counted, kept for the next reserve.
     fn settle(&self) -> usize;
