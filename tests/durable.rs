@@ -646,38 +646,45 @@ fn large_commands_are_journaled_whole_and_oversized_ones_refused_untouched() {
     assert_eq!(reopened.engine().last_sequence(), before + 2);
 }
 
-/// Images taken so far by `store` and not yet counted (`PassTiming::Image`).
-fn images_taken(store: &mut TenantStore) -> usize {
-    let mut images = 0;
-    store.take_pass_timings(|timing| {
-        images += usize::from(matches!(timing, keel_pipeline::store::PassTiming::Image(_)))
+/// Images taken so far by `store` and not yet counted (`PassTiming::Image`), and how many of
+/// them were taken before their copies' reserve was in (`PassTiming::ReserveLate`).
+fn images_taken(store: &mut TenantStore) -> (usize, usize) {
+    use keel_pipeline::store::PassTiming;
+    let (mut images, mut late) = (0, 0);
+    store.take_pass_timings(|timing| match timing {
+        PassTiming::Image(_) => images += 1,
+        PassTiming::ReserveLate => late += 1,
+        _ => {}
     });
-    images
+    (images, late)
 }
 
 /// Once an image's writes have copied chunks, the next image waits until the chunk stocks hold
-/// a reserve for as many copies again (`Stocks::reserve_for_image`), or until
-/// `RESERVE_WAIT` (500 ms) has passed since it was asked for; with no copies counted, it is
-/// taken when due. The stocks run without their helper here: the test restocks where the
-/// helper would, so what is waited for is deterministic.
+/// a reserve for as many copies again (`Stocks::reserve_for_image`), or until `reserve_wait`
+/// has passed since it was asked for; with no copies counted, it is taken when due. The stocks
+/// run without their helper here: the test restocks where the helper would, so what is waited
+/// for does not depend on how fast this machine is.
 #[test]
 fn an_image_waits_for_the_reserve_for_its_copies() {
     use keel_domain::stock::{self, Stocks};
     use keel_domain::CowVec;
+    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path());
-    let store_options = StoreOptions {
+    let patient = StoreOptions {
         state_hash_interval: 2_000,
         snapshot_interval: 0,
+        reserve_wait: Duration::from_secs(600),
         ..StoreOptions::default()
     };
-    import_durable(&options(), trades(), &data, store_options.clone()).unwrap();
+    import_durable(&options(), trades(), &data, patient.clone()).unwrap();
     let stocks = Stocks::new();
     let _installed = stock::install(stocks.clone());
-    let (mut store, _) = TenantStore::open(&data, demo(), store_options).unwrap();
+    let (mut store, _) = TenantStore::open(&data, demo(), patient).unwrap();
     let trade = new_trades("RSV");
     let mut n = 0;
-    // Stages `commands` new trades, flushing every 100; returns the images taken meanwhile.
+    // Stages `commands` new trades, flushing every 100; returns the images taken meanwhile
+    // (and how many of them late).
     let mut grow = |store: &mut TenantStore, commands: u64| {
         for _ in 0..commands {
             assert!(store.stage(trade(n), 0).unwrap().is_accepted());
@@ -702,18 +709,36 @@ fn an_image_waits_for_the_reserve_for_its_copies() {
         store.finish_pass();
     };
 
-    assert_eq!(grow(&mut store, 2_500), 1, "no copies counted yet: taken when due");
+    assert_eq!(grow(&mut store, 2_500), (1, 0), "no copies counted yet: taken when due");
     copy_during_the_pass(&mut store);
     let held = stocks.buffers();
-    assert_eq!(grow(&mut store, 6_000), 0, "due, and waiting for its reserve");
+    assert_eq!(grow(&mut store, 6_000), (0, 0), "due, and waiting for its reserve");
     assert_eq!(stocks.buffers(), held, "no helper here: nothing made yet");
     assert!(stocks.restock() >= 300, "the reserve: 300 buffers and the usual stock");
-    assert_eq!(grow(&mut store, 100), 1, "taken once the reserve is in");
-
+    assert_eq!(grow(&mut store, 100), (1, 0), "taken once the reserve is in");
     copy_during_the_pass(&mut store);
-    assert_eq!(grow(&mut store, 12_000), 0, "due, and waiting for its reserve");
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    assert_eq!(grow(&mut store, 100), 1, "taken without it after 500 ms");
+    let engine = store.close().unwrap();
+    let expected = engine.state_hash();
+
+    // Reopened with a short wait (the stocks, and what they counted, are this thread's): the
+    // reserve is never made, and the image goes ahead once the wait is over.
+    let hasty = StoreOptions {
+        state_hash_interval: 2_000,
+        snapshot_interval: 0,
+        reserve_wait: Duration::from_millis(200),
+        ..StoreOptions::default()
+    };
+    let (mut store, _) = TenantStore::open(&data, demo(), hasty).unwrap();
+    assert_eq!(store.engine().state_hash(), expected);
+    let started = Instant::now();
+    let taken = loop {
+        let taken = grow(&mut store, 100);
+        if taken.0 > 0 || started.elapsed() > Duration::from_secs(60) {
+            break taken;
+        }
+    };
+    assert_eq!(taken, (1, 1), "taken without its reserve, once the wait was over");
+    assert!(started.elapsed() >= Duration::from_millis(200));
     let engine = store.close().unwrap();
     let expected = engine.state_hash();
     let (store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();

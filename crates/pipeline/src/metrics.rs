@@ -94,6 +94,8 @@ pub struct TenantMetrics {
     batch_latency_us_sum: AtomicU64,
     index_builds_installed: AtomicU64,
     index_builds_late: AtomicU64,
+    copied_chunks: AtomicU64,
+    reserves_late: AtomicU64,
 }
 
 impl TenantMetrics {
@@ -121,6 +123,17 @@ impl TenantMetrics {
         let counter =
             if installed { &self.index_builds_installed } else { &self.index_builds_late };
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Chunks the shard copied on write while a state pass held them: what the next image's
+    /// reserve is sized from.
+    pub fn record_copies(&self, chunks: u64) {
+        self.copied_chunks.fetch_add(chunks, Relaxed);
+    }
+
+    /// An image taken before the chunk stocks' reserve for its copies was in.
+    pub fn record_reserve_late(&self) {
+        self.reserves_late.fetch_add(1, Relaxed);
     }
 
     /// A background state pass (hash, and snapshot when one was due), start to finish.
@@ -172,6 +185,12 @@ impl TenantMetrics {
         ] {
             let _ =
                 writeln!(out, "{name}{{{label},outcome=\"{outcome}\"}} {}", count.load(Relaxed));
+        }
+        for (name, count) in [
+            ("keel_state_pass_copied_chunks_total", &self.copied_chunks),
+            ("keel_image_reserve_late_total", &self.reserves_late),
+        ] {
+            let _ = writeln!(out, "{name}{{{label}}} {}", count.load(Relaxed));
         }
         let _ = writeln!(out, "keel_last_sequence{{{label}}} {}", self.last_sequence());
         let _ = writeln!(out, "keel_queue_depth{{{label}}} {queue_depth}");
@@ -288,6 +307,16 @@ pub fn render_preamble(out: &mut String) {
             "counter",
             "Report indexes built off the shard: installed, or late (the shard grew the index itself meanwhile)",
         ),
+        (
+            "keel_state_pass_copied_chunks_total",
+            "counter",
+            "Chunks of state the shard copied on write while a state pass held them (about 8 KiB each)",
+        ),
+        (
+            "keel_image_reserve_late_total",
+            "counter",
+            "Images taken before the chunks reserved for their copies were faulted in (500 ms after asking)",
+        ),
         ("keel_last_sequence", "gauge", "Last durable tenant sequence"),
         ("keel_queue_depth", "gauge", "Requests waiting in the tenant's queue"),
         (
@@ -371,6 +400,9 @@ mod tests {
         metrics.record_index_build(true);
         metrics.record_index_build(true);
         metrics.record_index_build(false);
+        metrics.record_copies(20_000);
+        metrics.record_copies(7_000);
+        metrics.record_reserve_late();
         let mut out = String::new();
         render_preamble(&mut out);
         metrics.render("t1", 3, &mut out);
@@ -396,6 +428,9 @@ mod tests {
             "keel_report_index_builds_total{tenant=\"t1\",outcome=\"installed\"} 2",
             "keel_report_index_builds_total{tenant=\"t1\",outcome=\"late\"} 1",
             "# TYPE keel_report_index_builds_total counter",
+            "keel_state_pass_copied_chunks_total{tenant=\"t1\"} 27000",
+            "# TYPE keel_state_pass_copied_chunks_total counter",
+            "keel_image_reserve_late_total{tenant=\"t1\"} 1",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
         }

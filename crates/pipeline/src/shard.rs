@@ -184,6 +184,8 @@ pub(crate) fn run(
             crate::store::PassTiming::IndexBuild { installed } => {
                 metrics.record_index_build(installed)
             }
+            crate::store::PassTiming::Copies(chunks) => metrics.record_copies(chunks),
+            crate::store::PassTiming::ReserveLate => metrics.record_reserve_late(),
         });
     }
     match store.close() {

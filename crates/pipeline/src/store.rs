@@ -70,8 +70,8 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 
 /// The longest an image waits for the chunk stocks' reserve for its copies, from the moment it
 /// was asked for (`TenantStore::copies_reserved`, a quarter of an interval before the image is
-/// due): a helper starved of CPU delays the image, never stops it.
-const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// due): a helper starved of CPU delays the image, never stops it. `StoreOptions::reserve_wait`.
+pub const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -93,6 +93,8 @@ pub struct StoreOptions {
     /// (`Engine::reserve`): no growth stalls before the tenant reaches them.
     pub reserve_trades: usize,
     pub reserve_positions: usize,
+    /// How long an image that is due waits for the reserve for its copies: `RESERVE_WAIT`.
+    pub reserve_wait: std::time::Duration,
     pub journal: JournalOptions,
 }
 
@@ -105,6 +107,7 @@ impl Default for StoreOptions {
             writer_depth: 4,
             reserve_trades: 0,
             reserve_positions: 0,
+            reserve_wait: RESERVE_WAIT,
             journal: JournalOptions::default(),
         }
     }
@@ -184,6 +187,11 @@ pub enum PassTiming {
     Pass(u64),
     /// A report index built off the shard came back: installed, or late.
     IndexBuild { installed: bool },
+    /// Chunks the shard copied on write while a pass held them (`Stocks::pass_done`).
+    Copies(u64),
+    /// An image taken before the chunk stocks' reserve for its copies was in, `RESERVE_WAIT`
+    /// after asking.
+    ReserveLate,
 }
 
 /// A whole-state pass on a helper thread over an engine image taken after command `sequence`:
@@ -408,14 +416,15 @@ impl TenantStore {
     /// From three quarters of the way to an image: whether it may be taken when due. The
     /// first call asks the chunk stocks for buffers for the copies its writes will cause
     /// (`Stocks::reserve_for_image`, faulted in by their helper while the image is not due
-    /// yet); true once they are in, `RESERVE_WAIT` after asking, or at once on a thread
+    /// yet); true once they are in, `reserve_wait` after asking, or at once on a thread
     /// without stocks.
     fn copies_reserved(&mut self) -> bool {
         match self.reserve {
             Reserve::In => true,
-            Reserve::Asked(asked) if asked.elapsed() >= RESERVE_WAIT => {
+            Reserve::Asked(asked) if asked.elapsed() >= self.options.reserve_wait => {
                 let tenant = self.engine.tenant();
                 tracing::debug!(%tenant, "the copies' reserve is late: the image goes ahead");
+                self.pass_timings.push(PassTiming::ReserveLate);
                 self.reserve = Reserve::In;
                 true
             }
@@ -608,6 +617,8 @@ impl TenantStore {
         let Some(StatePass { sequence, thread }) = self.pass.take() else { return };
         if let Some(stocks) = keel_domain::stock::installed() {
             let copies = stocks.pass_done();
+            let total = copies.iter().map(|(_, copies)| *copies as u64).sum();
+            self.pass_timings.push(PassTiming::Copies(total));
             let tenant = self.engine.tenant();
             tracing::debug!(%tenant, sequence, ?copies, "chunks copied during the state pass");
         }
