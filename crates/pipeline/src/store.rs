@@ -178,7 +178,8 @@ enum Reserve {
 }
 
 /// What the background work reported, for metrics: how long a state pass's parts took (in
-/// microseconds), and how each report index build ended.
+/// microseconds), what its image cost in copies and whether it waited for their reserve, and
+/// how each report index build ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassTiming {
     /// The shard's pause to take the engine image.
