@@ -106,10 +106,9 @@ impl Stocks {
     /// raise happens once an image); a stock that copied nothing reserves nothing, so with no
     /// history this is ready at once.
     pub fn reserve_for_image(&self) -> bool {
-        let stocks = lock(&self.stocks).clone();
         let mut ready = true;
         let mut raised = false;
-        for stock in &stocks {
+        for stock in lock(&self.stocks).iter() {
             raised |= stock.reserve();
             ready &= stock.reserve_in();
         }

@@ -190,7 +190,7 @@ pub enum PassTiming {
     IndexBuild { installed: bool },
     /// Chunks the shard copied on write while a pass held them (`Stocks::pass_done`).
     Copies(u64),
-    /// An image taken before the chunk stocks' reserve for its copies was in, `RESERVE_WAIT`
+    /// An image taken before the chunk stocks' reserve for its copies was in, `reserve_wait`
     /// after asking.
     ReserveLate,
 }
