@@ -1,8 +1,9 @@
-//! `keel load` (first version): a closed-loop load generator over the native protocol with the
-//! Rust client. N connections over M tenants, each keeping K batches of B instructions in
-//! flight, for a duration; prints the achieved rate and batch latency percentiles. By default it
-//! starts its own server on loopback in this process, on a scratch data directory (so the
-//! figure includes the load generator's own CPU, as on a broker's small machine).
+//! `keel load`: a load generator over the native protocol with the Rust client. N connections
+//! over M tenants, closed loop (each keeping K batches of B instructions in flight) or open
+//! loop (a fixed offered rate), for a duration or a count of instructions; prints the achieved
+//! rate and batch latency percentiles. It starts its own server on loopback in this process,
+//! on a scratch data directory (so the figure includes the load generator's own CPU, as on a
+//! broker's small machine).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,7 +39,11 @@ pub struct LoadOptions {
     pub tenants: usize,
     pub batch: usize,
     pub mode: Mode,
-    pub duration: Duration,
+    /// How long the load runs at most; `None`: until `count` instructions are sent.
+    pub duration: Option<Duration>,
+    /// Instructions to send in all (the last batch cut short to fit); `None`: as many as
+    /// `duration` allows. At least one of the two is set.
+    pub count: Option<u64>,
     /// Percent of new trades; the rest are split between amends and cancels.
     pub new_percent: u32,
     /// Net accounts to trade (created in each load tenant as `LOAD-000001` and on); `None`:
@@ -311,14 +316,53 @@ struct Tally {
     instructions: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
-    latency_us: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
-    per_second: Vec<AtomicU64>,
-    max_latency_us: Vec<AtomicU64>,
-    slow_batches: Vec<AtomicU64>,
+    /// Instructions not yet handed to a batch, when the load runs for a count.
+    unsent: Option<AtomicU64>,
+    /// Taken once per acknowledged batch (the histogram needed a lock anyway).
+    series: parking_lot::Mutex<Series>,
     started: Instant,
 }
 
+/// The latencies, and the figures kept for each second of the run (grown as the run goes, so
+/// that a load for a count needs no length up front).
+#[derive(Debug)]
+struct Series {
+    latency_us: hdrhistogram::Histogram<u64>,
+    per_second: Vec<u64>,
+    max_latency_us: Vec<u64>,
+    slow_batches: Vec<u64>,
+}
+
 impl Tally {
+    /// A tally starting now, for a run that sends `count` instructions (`None`: no count),
+    /// with room for `seconds` of per-second figures (more are added as needed).
+    fn new(count: Option<u64>, seconds: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            instructions: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            unsent: count.map(AtomicU64::new),
+            series: parking_lot::Mutex::new(Series {
+                latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
+                per_second: Vec::with_capacity(seconds),
+                max_latency_us: Vec::with_capacity(seconds),
+                slow_batches: Vec::with_capacity(seconds),
+            }),
+            started: Instant::now(),
+        })
+    }
+
+    /// How many instructions the next batch may have: `batch`, fewer when the count is nearly
+    /// sent, 0 when it is.
+    fn take(&self, batch: usize) -> usize {
+        let Some(unsent) = &self.unsent else { return batch };
+        let before = unsent.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            Some(left.saturating_sub(batch as u64))
+        });
+        let left = before.unwrap_or_else(|left| left);
+        left.min(batch as u64) as usize
+    }
+
     fn record(&self, acks: &[AckResult], latency: Duration) {
         let count = acks.len() as u64;
         self.instructions.fetch_add(count, Ordering::Relaxed);
@@ -327,18 +371,19 @@ impl Tally {
         self.accepted.fetch_add(count - rejected, Ordering::Relaxed);
         self.rejected.fetch_add(rejected, Ordering::Relaxed);
         let micros = latency.as_micros().max(1) as u64;
-        let _ = self.latency_us.lock().record(micros);
         let second = self.started.elapsed().as_secs() as usize;
-        if let Some(slot) = self.per_second.get(second) {
-            slot.fetch_add(count, Ordering::Relaxed);
+        let mut series = self.series.lock();
+        let _ = series.latency_us.record(micros);
+        if series.per_second.len() <= second {
+            let seconds = second + 1;
+            series.per_second.resize(seconds, 0);
+            series.max_latency_us.resize(seconds, 0);
+            series.slow_batches.resize(seconds, 0);
         }
-        if let Some(slot) = self.max_latency_us.get(second) {
-            slot.fetch_max(micros, Ordering::Relaxed);
-        }
+        series.per_second[second] += count;
+        series.max_latency_us[second] = series.max_latency_us[second].max(micros);
         if latency >= SLOW_BATCH {
-            if let Some(slot) = self.slow_batches.get(second) {
-                slot.fetch_add(1, Ordering::Relaxed);
-            }
+            series.slow_batches[second] += 1;
         }
     }
 }
@@ -351,6 +396,13 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     if let Some(recent) = options.amend_recent {
         anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
     }
+    if let Some(count) = options.count {
+        anyhow::ensure!(count >= 1, "--count {count}: at least 1");
+    }
+    anyhow::ensure!(
+        options.duration.is_some() || options.count.is_some(),
+        "a load needs a duration (--seconds) or a count (--count)"
+    );
     // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
     // where it listens and keeps its data are the load's.
     let config = ServerConfig {
@@ -380,19 +432,10 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let server = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
     let address = address.await?.native;
 
-    let histogram = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)?;
-    let tally = Arc::new(Tally {
-        instructions: AtomicU64::new(0),
-        accepted: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        latency_us: parking_lot::Mutex::new(histogram),
-        per_second: counters(options.duration),
-        max_latency_us: counters(options.duration),
-        slow_batches: counters(options.duration),
-        started: Instant::now(),
-    });
-    let deadline = tally.started + options.duration;
-    let progress = progress_task(tally.clone(), options.progress, options.duration);
+    let seconds = options.duration.map_or(60, |d| d.as_secs() as usize + 1);
+    let tally = Arc::new(Tally::new(options.count, seconds)?);
+    let deadline = options.duration.map(|duration| tally.started + duration);
+    let progress = progress_task(tally.clone(), options.progress, options.duration, options.count);
     let mut lanes = Vec::new();
     let mut open_lanes = Vec::new();
     let mut connections: Vec<Arc<Client>> = Vec::new();
@@ -444,16 +487,21 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
     let _ = std::fs::remove_dir_all(&scratch);
     let seconds = elapsed.as_secs_f64().ceil() as usize;
-    let latency_us = tally.latency_us.lock().clone();
+    let mut guard = tally.series.lock();
+    let series = &mut *guard;
+    for figures in [&mut series.per_second, &mut series.max_latency_us, &mut series.slow_batches] {
+        // A second with no acknowledgement at all is a zero, not a gap.
+        figures.resize(seconds.max(figures.len()), 0);
+    }
     Ok(LoadReport {
         instructions: tally.instructions.load(Ordering::Relaxed),
         accepted: tally.accepted.load(Ordering::Relaxed),
         rejected: tally.rejected.load(Ordering::Relaxed),
         elapsed,
-        latency_us,
-        per_second: read(&tally.per_second, seconds),
-        max_latency_us_per_second: read(&tally.max_latency_us, seconds),
-        slow_batches_per_second: read(&tally.slow_batches, seconds),
+        latency_us: series.latency_us.clone(),
+        per_second: std::mem::take(&mut series.per_second),
+        max_latency_us_per_second: std::mem::take(&mut series.max_latency_us),
+        slow_batches_per_second: std::mem::take(&mut series.slow_batches),
         offered: match options.mode {
             Mode::Open { rate } => Some(rate),
             Mode::Closed { .. } => None,
@@ -466,14 +514,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     })
 }
 
-/// A counter for each second of a run of `duration` (and 30 s of draining after it).
-fn counters(duration: Duration) -> Vec<AtomicU64> {
-    (0..duration.as_secs() + 30).map(|_| AtomicU64::new(0)).collect()
-}
-
-/// The first `seconds` of `counters`.
-fn read(counters: &[AtomicU64], seconds: usize) -> Vec<u64> {
-    counters.iter().take(seconds).map(|c| c.load(Ordering::Relaxed)).collect()
+/// Whether a run with this deadline (none: a load for a count) still has time at `now`.
+fn before(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_none_or(|deadline| now < deadline)
 }
 
 /// One stream of batches on one connection.
@@ -486,10 +529,14 @@ struct Lane {
 }
 
 impl Lane {
-    async fn closed(self, deadline: Instant) {
+    async fn closed(self, deadline: Option<Instant>) {
         let mut generator = Generator::new(self.id, &self.options, self.universe.clone());
-        while Instant::now() < deadline {
-            let work = generator.batch(self.options.batch);
+        while before(deadline, Instant::now()) {
+            let size = self.tally.take(self.options.batch);
+            if size == 0 {
+                break;
+            }
+            let work = generator.batch(size);
             let sent = Instant::now();
             let Ok(acks) = self.client.submit(work).await else { break };
             self.tally.record(&acks, sent.elapsed());
@@ -514,7 +561,7 @@ impl Pacer {
     fn run(
         mut self,
         runtime: &tokio::runtime::Handle,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         // The schedule is the measurement's clock: this thread is on the latency path.
         keel_sched::enter(keel_sched::Role::Latency);
@@ -526,7 +573,11 @@ impl Pacer {
         let mut tasks = Vec::new();
         for index in 0_u64.. {
             let intended = start + interval.mul_f64(index as f64);
-            if intended >= deadline || self.lanes.is_empty() {
+            if !before(deadline, intended) || self.lanes.is_empty() {
+                break;
+            }
+            let size = self.tally.take(self.batch);
+            if size == 0 {
                 break;
             }
             let now = Instant::now();
@@ -537,7 +588,7 @@ impl Pacer {
             let Ok(permit) = runtime.block_on(outstanding.clone().acquire_owned()) else { break };
             let lane = index as usize % self.lanes.len();
             let (client, generator) = &mut self.lanes[lane];
-            let work = generator.batch(self.batch);
+            let work = generator.batch(size);
             // Written here, in schedule order, so that a connection's amends and cancels reach
             // the server after the trades they target; the acknowledgement is awaited apart.
             let Ok(pending) = runtime.block_on(client.send(work)) else { break };
@@ -555,12 +606,20 @@ impl Pacer {
     }
 }
 
-fn progress_task(tally: Arc<Tally>, show: bool, duration: Duration) -> tokio::task::JoinHandle<()> {
+/// A progress bar on standard error: over the duration, or over the count when the load runs
+/// for one (or for both, whichever is further along).
+fn progress_task(
+    tally: Arc<Tally>,
+    show: bool,
+    duration: Option<Duration>,
+    count: Option<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if !show {
             return;
         }
-        let bar = indicatif::ProgressBar::new(duration.as_millis() as u64);
+        const WHOLE: u64 = 10_000;
+        let bar = indicatif::ProgressBar::new(WHOLE);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {elapsed} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -569,7 +628,9 @@ fn progress_task(tally: Arc<Tally>, show: bool, duration: Duration) -> tokio::ta
             tokio::time::sleep(Duration::from_millis(200)).await;
             let elapsed = tally.started.elapsed();
             let acked = tally.instructions.load(Ordering::Relaxed);
-            bar.set_position(elapsed.as_millis() as u64);
+            let by_time = duration.map_or(0.0, |d| elapsed.as_secs_f64() / d.as_secs_f64());
+            let by_count = count.map_or(0.0, |c| acked as f64 / c as f64);
+            bar.set_position((by_time.max(by_count).min(1.0) * WHOLE as f64) as u64);
             bar.set_message(format!(
                 "{acked} acknowledged, {:.0}/s",
                 acked as f64 / elapsed.as_secs_f64().max(0.001)
@@ -680,6 +741,41 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A count is handed out in whole batches, the last one cut short, then nothing; without
+    /// a count every batch is whole.
+    #[test]
+    fn a_count_is_taken_in_batches_until_it_is_used_up() {
+        let tally = |count| Tally::new(count, 0).unwrap_or_else(|e| panic!("{e}"));
+        let cases: [(Option<u64>, usize, &[usize]); 5] = [
+            (Some(250), 100, &[100, 100, 50, 0, 0]),
+            (Some(200), 100, &[100, 100, 0]),
+            (Some(1), 500, &[1, 0]),
+            (Some(3), 1, &[1, 1, 1, 0]),
+            (None, 100, &[100, 100, 100]),
+        ];
+        for (count, batch, expected) in cases {
+            let tally = tally(count);
+            let taken: Vec<usize> = expected.iter().map(|_| tally.take(batch)).collect();
+            assert_eq!(taken, expected, "{count:?} in batches of {batch}");
+        }
+    }
+
+    /// Acknowledgements are counted in the second they arrive in, the series growing as the
+    /// run goes.
+    #[test]
+    fn acknowledgements_land_in_their_second() {
+        let mut tally = Tally::new(None, 0).unwrap_or_else(|e| panic!("{e}"));
+        // As if the run had started 2.5 s ago: this acknowledgement is in its third second.
+        tally.started -= Duration::from_millis(2_500);
+        let acks = vec![AckResult::Accepted { sequence: 1 }; 3];
+        tally.record(&acks, Duration::from_millis(2));
+        let series = tally.series.lock();
+        assert_eq!(series.per_second, [0, 0, 3]);
+        assert_eq!(series.max_latency_us, [0, 0, 2_000]);
+        assert_eq!(series.slow_batches, [0, 0, 1]);
+        assert_eq!(tally.accepted.load(Ordering::Relaxed), 3);
+    }
+
     /// The generator's report ids are `L<connection>-<n>`, as `format!` writes them.
     #[test]
     fn report_ids_are_written_like_format() {
@@ -719,7 +815,8 @@ mod tests {
             tenants: 1,
             batch: 1,
             mode: Mode::Closed { in_flight: 1 },
-            duration: Duration::from_secs(1),
+            duration: Some(Duration::from_secs(1)),
+            count: None,
             new_percent: 80,
             accounts: None,
             instruments: None,

@@ -87,8 +87,13 @@ enum Commands {
         /// Open loop: instructions per second offered, over all connections.
         #[arg(long)]
         rate: Option<f64>,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        /// How long the load runs (default: 10 s, or no limit with --count).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Instructions to send in all, then stop once they are acknowledged (with --seconds:
+        /// whichever comes first).
+        #[arg(long)]
+        count: Option<u64>,
         /// Percent of new trades (the rest split between amends and cancels).
         #[arg(long, default_value_t = 80)]
         new_percent: u32,
@@ -348,6 +353,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             in_flight,
             rate,
             seconds,
+            count,
             new_percent,
             accounts,
             instruments,
@@ -368,7 +374,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tenants,
                 batch,
                 mode,
-                duration: std::time::Duration::from_secs(seconds),
+                duration: match (seconds, count) {
+                    (None, Some(_)) => None,
+                    (seconds, _) => Some(std::time::Duration::from_secs(seconds.unwrap_or(10))),
+                },
+                count,
                 new_percent,
                 accounts,
                 instruments,
@@ -405,7 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
                     "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments, "amend_recent": amend_recent,
-                    "offered_per_s": report.offered, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
+                    "offered_per_s": report.offered, "count": count, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
                     "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
                     "per_second": report.per_second,

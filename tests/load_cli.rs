@@ -81,6 +81,34 @@ fn accounts_and_instruments_shape_the_load() {
     }
 }
 
+/// `--count` sends exactly that many instructions, the last batch cut short, in both modes and
+/// over several connections, with no time limit unless `--seconds` is given too; a count of
+/// zero is refused.
+#[test]
+fn a_count_sends_exactly_that_many_instructions() {
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let runs: [&[&str]; 2] = [&["--count", "1000"], &["--count", "700", "--rate", "20000"]];
+    for extra in runs {
+        let output = Command::new(keel)
+            .args(["load", "--connections", "3", "--batch", "64", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let count: u64 = extra[1].parse().unwrap();
+        assert_eq!(report["count"], count, "{report}");
+        assert_eq!(report["instructions"], count, "{report}");
+        assert_eq!(report["accepted_or_duplicate"], count, "{report}");
+        let per_second: u64 =
+            report["per_second"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+        assert_eq!(per_second, count, "every acknowledgement in a second: {report}");
+    }
+    let refused = Command::new(keel).args(["load", "--count", "0"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--count 0"));
+}
+
 /// `KEEL_REALTIME_PRIORITY` puts the latency path in `SCHED_FIFO`: read back from
 /// `/proc/PID/task/TID/stat` (fields 40 and 41: real-time priority and policy) while a load
 /// runs. Where the kernel refuses the class (no CAP_SYS_NICE), the run must fail up front with
