@@ -18,6 +18,8 @@ use keel_pipeline::{DataDir, Pipeline};
 use keel_server::ServerConfig;
 use keel_wire::{AckResult, Instruction};
 
+use anyhow::Context as _;
+
 /// Closed loop: each lane sends its next batch when the previous one is acknowledged (the
 /// maximum rate). Open loop: batches leave on a fixed schedule whatever happens, and latency is
 /// measured from each batch's intended send time, so a stall shows up in the latencies of every
@@ -57,6 +59,20 @@ pub struct LoadOptions {
     pub amend_recent: Option<usize>,
     /// Show a progress line on standard error.
     pub progress: bool,
+    /// The server the load goes to.
+    pub target: Target,
+}
+
+/// Where `keel load` sends its trades.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A server started in this process on loopback, with fresh load tenants on a scratch
+    /// data directory (removed afterwards); the report has the server's side of the latency.
+    InProcess,
+    /// A running server (`keel serve`), as one tenant of it. The tenant needs the shipped
+    /// instrument master and accounts (the demo tenant has them); its report ids are new for
+    /// each run, so that a second load is not answered as duplicates.
+    Remote { address: String, tenant: TenantId, credential: String },
 }
 
 /// Batches one open-loop connection may have outstanding before it waits (the wait is still
@@ -69,7 +85,10 @@ pub const SLOW_BATCH: Duration = Duration::from_millis(1);
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     pub instructions: u64,
+    /// Accepted now or before (duplicates included).
     pub accepted: u64,
+    /// Answered as duplicates of trades accepted before.
+    pub duplicates: u64,
     pub rejected: u64,
     pub elapsed: Duration,
     /// Batch latencies in microseconds (from the intended send time in open loop).
@@ -88,14 +107,21 @@ pub struct LoadReport {
     /// product per tenant.
     pub accounts: usize,
     pub instruments: usize,
-    /// The server's side of the latency, summed over tenants: shard batches from staging to
-    /// durable, and the journal's group commits (write and sync). What the batch latency adds
-    /// to `server_batch_us` was spent on the network or in the load generator.
-    pub server_commit_us: keel_pipeline::Buckets,
+    /// The server's side of the latency, when the server ran in this process.
+    pub server: Option<ServerSide>,
+}
+
+/// The server's side of the latency, summed over tenants.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSide {
+    /// Shard batches from staging to durable.
+    pub commit_us: keel_pipeline::Buckets,
+    /// The journal's group commits (write and sync).
     pub journal_sync_us: keel_pipeline::Buckets,
     /// Client batches in the server, from their frame decoded to their acknowledgement
-    /// written.
-    pub server_batch_us: keel_pipeline::Buckets,
+    /// written. What the batch latency adds to this was spent on the network or in the load
+    /// generator.
+    pub batch_us: keel_pipeline::Buckets,
 }
 
 impl LoadReport {
@@ -166,6 +192,27 @@ impl Universe {
     }
 }
 
+/// The longest `run_prefix`.
+const RUN_PREFIX_BYTES: usize = 8;
+
+/// A prefix of report ids for one run against a running server, new each run: `R` and the
+/// start time in milliseconds, in base 36 (the last 7 digits: they repeat after 2.5 years).
+/// With it a report id is at most 8 + 1 + 7 + 1 + 10 bytes (lane numbers up to 9,999,999,
+/// ten billion trades a lane), under `ReportId::LEN_MAX`.
+fn run_prefix() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let mut digits = Vec::new();
+    let mut left = millis;
+    for _ in 0..RUN_PREFIX_BYTES - 1 {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(left % 36) as usize]);
+        left /= 36;
+    }
+    digits.reverse();
+    format!("R{}", String::from_utf8_lossy(&digits))
+}
+
 /// Most accounts `--accounts` creates.
 const ACCOUNTS_MAX: usize = 1_000_000;
 
@@ -180,6 +227,9 @@ const LIVE_MAX: usize = 1 << 18;
 /// the CPU it shares with the server.
 #[derive(Debug)]
 struct Generator {
+    /// Put before every report id: empty for a fresh load tenant, a run's own for a running
+    /// server (`run_prefix`).
+    prefix: String,
     connection: usize,
     next: u64,
     new_percent: u32,
@@ -194,8 +244,14 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(connection: usize, options: &LoadOptions, universe: Arc<Universe>) -> Self {
+    fn new(
+        prefix: &str,
+        connection: usize,
+        options: &LoadOptions,
+        universe: Arc<Universe>,
+    ) -> Self {
         Self {
+            prefix: prefix.to_owned(),
             connection,
             next: 0,
             new_percent: options.new_percent,
@@ -207,9 +263,10 @@ impl Generator {
         }
     }
 
-    /// Report id number `n` of this lane: `L<connection>-<n>`, written without the formatting
-    /// machinery (a sixth of the generator's time went to `write!` and parsing it back).
-    fn report_id(connection: usize, n: u64) -> keel_domain::ReportId {
+    /// Report id number `n` of this lane: `<prefix>L<connection>-<n>`, written without the
+    /// formatting machinery (a sixth of the generator's time went to `write!` and parsing it
+    /// back).
+    fn report_id(prefix: &str, connection: usize, n: u64) -> keel_domain::ReportId {
         fn digits(mut value: u64, out: &mut [u8; 20]) -> &[u8] {
             let mut at = out.len();
             loop {
@@ -222,14 +279,17 @@ impl Generator {
             }
         }
         let (mut lane, mut number) = ([0u8; 20], [0u8; 20]);
-        let mut id = [0u8; 42];
-        id[0] = b'L';
+        let mut id = [0u8; RUN_PREFIX_BYTES + 42];
+        let prefix = &prefix.as_bytes()[..prefix.len().min(RUN_PREFIX_BYTES)];
+        id[..prefix.len()].copy_from_slice(prefix);
+        let at = prefix.len();
+        id[at] = b'L';
         let lane = digits(connection as u64, &mut lane);
         let number = digits(n, &mut number);
-        id[1..1 + lane.len()].copy_from_slice(lane);
-        id[1 + lane.len()] = b'-';
-        let end = 2 + lane.len() + number.len();
-        id[2 + lane.len()..end].copy_from_slice(number);
+        id[at + 1..at + 1 + lane.len()].copy_from_slice(lane);
+        id[at + 1 + lane.len()] = b'-';
+        let end = at + 2 + lane.len() + number.len();
+        id[at + 2 + lane.len()..end].copy_from_slice(number);
         keel_domain::ReportId::from_bytes(&id[..end])
             .unwrap_or_else(|_| unreachable!("load report ids are valid"))
     }
@@ -253,7 +313,7 @@ impl Generator {
         self.next += 1;
         let n = self.next;
         let lane = self.connection;
-        let report_id = Self::report_id(lane, n);
+        let report_id = Self::report_id(&self.prefix, lane, n);
         let Universe { accounts, futures } = &*self.universe;
         let (instrument, tick) = futures[(n as usize) % futures.len()];
         // The account from bits of a Fibonacci hash apart from the side's, so that every
@@ -299,12 +359,12 @@ impl Generator {
             TradeAction::New(details)
         } else if roll < self.new_percent + (100 - self.new_percent) / 2 {
             let at = Self::target(live.len(), self.recent, n as usize * 31);
-            TradeAction::Amend { target: Self::report_id(lane, live[at]), details }
+            TradeAction::Amend { target: Self::report_id(&self.prefix, lane, live[at]), details }
         } else {
             // (`swap_remove` moves the newest into the gap, which stays among the newest when
             // the gap is.)
             let target = live.swap_remove(Self::target(live.len(), self.recent, n as usize * 17));
-            TradeAction::Cancel { target: Self::report_id(lane, target) }
+            TradeAction::Cancel { target: Self::report_id(&self.prefix, lane, target) }
         };
         Instruction::Trade(TradeReport { report_id, action })
     }
@@ -315,6 +375,7 @@ impl Generator {
 struct Tally {
     instructions: AtomicU64,
     accepted: AtomicU64,
+    duplicates: AtomicU64,
     rejected: AtomicU64,
     /// Instructions not yet handed to a batch, when the load runs for a count.
     unsent: Option<AtomicU64>,
@@ -340,6 +401,7 @@ impl Tally {
         Ok(Self {
             instructions: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             unsent: count.map(AtomicU64::new),
             series: parking_lot::Mutex::new(Series {
@@ -366,10 +428,17 @@ impl Tally {
     fn record(&self, acks: &[AckResult], latency: Duration) {
         let count = acks.len() as u64;
         self.instructions.fetch_add(count, Ordering::Relaxed);
-        let rejected =
-            acks.iter().filter(|a| matches!(a, AckResult::Rejected { .. })).count() as u64;
+        let (mut rejected, mut duplicates) = (0, 0);
+        for ack in acks {
+            match ack {
+                AckResult::Accepted { .. } => {}
+                AckResult::Duplicate { .. } => duplicates += 1,
+                AckResult::Rejected { .. } => rejected += 1,
+            }
+        }
         self.accepted.fetch_add(count - rejected, Ordering::Relaxed);
         self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         let micros = latency.as_micros().max(1) as u64;
         let second = self.started.elapsed().as_secs() as usize;
         let mut series = self.series.lock();
@@ -388,11 +457,73 @@ impl Tally {
     }
 }
 
-/// Runs a load against an in-process server on a scratch data directory.
+/// A server started for the load in this process.
+struct Local {
+    scratch: std::path::PathBuf,
+    pipeline: Arc<Pipeline>,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Local {
+    /// Creates `tenants` load tenants (`load-0` and on) with `accounts_csv` on a scratch data
+    /// directory and serves them on a loopback port; returns the address and credentials.
+    async fn start(
+        tenants: usize,
+        accounts_csv: &str,
+    ) -> anyhow::Result<(Self, std::net::SocketAddr, Vec<(TenantId, String)>)> {
+        let scratch = std::env::temp_dir().join(format!("keel-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let data = DataDir::new(&scratch);
+        // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
+        // where it listens and keeps its data are the load's.
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            metrics_listen: None,
+            data_dir: scratch.clone(),
+            ..ServerConfig::default().with_env(std::env::vars())?
+        };
+        let mut credentials = Vec::new();
+        for index in 0..tenants.max(1) {
+            let tenant: TenantId = format!("load-{index}").parse()?;
+            let secret = crate::serve::create_tenant(
+                &data,
+                tenant,
+                crate::defaults::INSTRUMENTS_CSV,
+                accounts_csv,
+                crate::serve::store_options(&config),
+            )?;
+            credentials.push((tenant, secret));
+        }
+        let pipeline = Arc::new(Pipeline::new());
+        crate::serve::start_tenants(&pipeline, &data, &config)?;
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (bound, address) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
+        let address = address.await?.native;
+        Ok((Self { scratch, pipeline, stop, server }, address, credentials))
+    }
+
+    /// Stops the server, shuts the tenants down and removes the scratch directory; returns
+    /// the server's side of the latency.
+    async fn stop(self) -> anyhow::Result<ServerSide> {
+        let _ = self.stop.send(true);
+        self.server.await??;
+        let mut side = ServerSide::default();
+        for handle in self.pipeline.tenants() {
+            keel_pipeline::Buckets::add(&mut side.batch_us, &handle.metrics.batch_latency());
+            keel_pipeline::Buckets::add(&mut side.commit_us, &handle.metrics.commit_latency());
+            keel_pipeline::Buckets::add(&mut side.journal_sync_us, &handle.metrics.journal_sync());
+        }
+        let pipeline = self.pipeline;
+        tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+        let _ = std::fs::remove_dir_all(&self.scratch);
+        Ok(side)
+    }
+}
+
+/// Runs a load against an in-process server on a scratch data directory, or a running one.
 pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
-    let scratch = std::env::temp_dir().join(format!("keel-load-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let data = DataDir::new(&scratch);
     if let Some(recent) = options.amend_recent {
         anyhow::ensure!(recent >= 1, "--amend-recent {recent}: at least 1");
     }
@@ -403,35 +534,34 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         options.duration.is_some() || options.count.is_some(),
         "a load needs a duration (--seconds) or a count (--count)"
     );
-    // The server's settings may be tuned as for `keel serve` (KEEL_SNAPSHOT_INTERVAL=...);
-    // where it listens and keeps its data are the load's.
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        metrics_listen: None,
-        data_dir: scratch.clone(),
-        ..ServerConfig::default().with_env(std::env::vars())?
-    };
+    if let Target::Remote { .. } = options.target {
+        anyhow::ensure!(
+            options.accounts.is_none(),
+            "--accounts creates accounts in load tenants of its own: not with --address"
+        );
+        anyhow::ensure!(
+            options.tenants <= 1,
+            "--tenants {}: a load of a running server goes to the one --tenant",
+            options.tenants
+        );
+    }
     let (universe, accounts_csv) = Universe::new(&options)?;
     let universe = Arc::new(universe);
-    let mut credentials = Vec::new();
-    for index in 0..options.tenants.max(1) {
-        let tenant: TenantId = format!("load-{index}").parse()?;
-        let secret = crate::serve::create_tenant(
-            &data,
-            tenant,
-            crate::defaults::INSTRUMENTS_CSV,
-            &accounts_csv,
-            crate::serve::store_options(&config),
-        )?;
-        credentials.push((tenant, secret));
-    }
-    let pipeline = Arc::new(Pipeline::new());
-    crate::serve::start_tenants(&pipeline, &data, &config)?;
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (bound, address) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
-    let address = address.await?.native;
-
+    let (local, address, credentials, run_prefix) = match &options.target {
+        Target::InProcess => {
+            let (local, address, credentials) =
+                Local::start(options.tenants, &accounts_csv).await?;
+            (Some(local), address, credentials, String::new())
+        }
+        Target::Remote { address, tenant, credential } => {
+            let address = tokio::net::lookup_host(address.as_str())
+                .await
+                .with_context(|| format!("--address {address}"))?
+                .next()
+                .with_context(|| format!("--address {address}: no such host"))?;
+            (None, address, vec![(*tenant, credential.clone())], run_prefix())
+        }
+    };
     let seconds = options.duration.map_or(60, |d| d.as_secs() as usize + 1);
     let tally = Arc::new(Tally::new(options.count, seconds)?);
     let deadline = options.duration.map(|duration| tally.started + duration);
@@ -441,12 +571,16 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let mut connections: Vec<Arc<Client>> = Vec::new();
     for connection in 0..options.connections.max(1) {
         let (tenant, secret) = credentials[connection % credentials.len()].clone();
-        let client = Arc::new(Client::connect(address, tenant, &secret, "keel load").await?);
+        let client = Client::connect(address, tenant, &secret, "keel load")
+            .await
+            .with_context(|| format!("connecting to {address} as tenant {tenant}"))?;
+        let client = Arc::new(client);
         match options.mode {
             Mode::Closed { in_flight } => {
                 for lane in 0..in_flight.max(1) {
                     let work = Lane {
                         id: connection * 1_000 + lane,
+                        prefix: run_prefix.clone(),
                         client: client.clone(),
                         universe: universe.clone(),
                         tally: tally.clone(),
@@ -456,7 +590,8 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
                 }
             }
             Mode::Open { .. } => {
-                let generator = Generator::new(connection * 1_000, &options, universe.clone());
+                let generator =
+                    Generator::new(&run_prefix, connection * 1_000, &options, universe.clone());
                 open_lanes.push((client, generator));
             }
         }
@@ -476,16 +611,10 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     drop(connections);
     let elapsed = tally.started.elapsed();
     progress.abort();
-    let _ = stop.send(true);
-    server.await??;
-    let (mut server_commit_us, mut journal_sync_us, mut server_batch_us) = Default::default();
-    for handle in pipeline.tenants() {
-        keel_pipeline::Buckets::add(&mut server_batch_us, &handle.metrics.batch_latency());
-        keel_pipeline::Buckets::add(&mut server_commit_us, &handle.metrics.commit_latency());
-        keel_pipeline::Buckets::add(&mut journal_sync_us, &handle.metrics.journal_sync());
-    }
-    tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
-    let _ = std::fs::remove_dir_all(&scratch);
+    let server = match local {
+        Some(local) => Some(local.stop().await?),
+        None => None,
+    };
     let seconds = elapsed.as_secs_f64().ceil() as usize;
     let mut guard = tally.series.lock();
     let series = &mut *guard;
@@ -496,6 +625,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     Ok(LoadReport {
         instructions: tally.instructions.load(Ordering::Relaxed),
         accepted: tally.accepted.load(Ordering::Relaxed),
+        duplicates: tally.duplicates.load(Ordering::Relaxed),
         rejected: tally.rejected.load(Ordering::Relaxed),
         elapsed,
         latency_us: series.latency_us.clone(),
@@ -508,9 +638,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         },
         accounts: universe.accounts.len(),
         instruments: universe.futures.len(),
-        server_commit_us,
-        journal_sync_us,
-        server_batch_us,
+        server,
     })
 }
 
@@ -522,6 +650,8 @@ fn before(deadline: Option<Instant>, now: Instant) -> bool {
 /// One stream of batches on one connection.
 struct Lane {
     id: usize,
+    /// `Generator::prefix`.
+    prefix: String,
     client: Arc<Client>,
     universe: Arc<Universe>,
     tally: Arc<Tally>,
@@ -530,7 +660,8 @@ struct Lane {
 
 impl Lane {
     async fn closed(self, deadline: Option<Instant>) {
-        let mut generator = Generator::new(self.id, &self.options, self.universe.clone());
+        let mut generator =
+            Generator::new(&self.prefix, self.id, &self.options, self.universe.clone());
         while before(deadline, Instant::now()) {
             let size = self.tally.take(self.options.batch);
             if size == 0 {
@@ -781,9 +912,15 @@ mod tests {
     fn report_ids_are_written_like_format() {
         let cases = [(0, 0), (3, 1_234_567), (7, 9), (10, 10), (12, u64::MAX), (usize::MAX, 1)];
         for (connection, n) in cases {
-            let id = Generator::report_id(connection, n);
+            let id = Generator::report_id("", connection, n);
             assert_eq!(id.as_str(), format!("L{connection}-{n}"), "{connection} {n}");
         }
+        // A run's prefix goes first; the longest prefix with the longest lane and number
+        // still makes a valid report id.
+        let prefix = run_prefix();
+        assert!(prefix.starts_with('R') && prefix.len() == RUN_PREFIX_BYTES, "{prefix}");
+        let id = Generator::report_id(&prefix, 9_999_999, 9_999_999_999);
+        assert_eq!(id.as_str(), format!("{prefix}L9999999-9999999999"));
     }
 
     /// Amend and cancel targets: any live trade, or one of the newest `recent` (the end of the
@@ -822,9 +959,10 @@ mod tests {
             instruments: None,
             amend_recent: Some(1_000),
             progress: false,
+            target: Target::InProcess,
         };
         let (universe, _) = Universe::new(&options).unwrap_or_else(|e| panic!("{e}"));
-        let mut generator = Generator::new(0, &options, Arc::new(universe));
+        let mut generator = Generator::new("", 0, &options, Arc::new(universe));
         let mut created = 0u64;
         for _ in 0..(LIVE_MAX as u64 * 3) {
             if let Instruction::Trade(report) = generator.instruction() {

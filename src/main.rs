@@ -70,10 +70,20 @@ enum Commands {
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
     },
-    /// Load over the native protocol against an in-process server on loopback: closed loop
-    /// (maximum rate) by default, open loop with --rate (latency from each batch's intended
-    /// send time).
+    /// Load over the native protocol against an in-process server on loopback (or a running
+    /// one with --address): closed loop (maximum rate) by default, open loop with --rate
+    /// (latency from each batch's intended send time).
     Load {
+        /// Load a running server (`keel serve`) instead of one started in this process, as
+        /// --tenant: one with the shipped instruments and accounts, such as the demo tenant.
+        #[arg(long)]
+        address: Option<String>,
+        /// With --address: the tenant to load.
+        #[arg(long, default_value = keel::defaults::DEMO_TENANT, requires = "address")]
+        tenant: String,
+        /// With --address: the tenant's credential (or KEEL_CREDENTIAL).
+        #[arg(long, env = "KEEL_CREDENTIAL", hide_env_values = true)]
+        credential: Option<String>,
         #[arg(long, default_value_t = 4)]
         connections: usize,
         #[arg(long, default_value_t = 1)]
@@ -347,6 +357,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Load {
+            address,
+            tenant,
+            credential,
             connections,
             tenants,
             batch,
@@ -369,7 +382,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(rate) => keel::load::Mode::Open { rate },
                 None => keel::load::Mode::Closed { in_flight },
             };
+            let target = match address {
+                None => keel::load::Target::InProcess,
+                Some(address) => keel::load::Target::Remote {
+                    address,
+                    tenant: TenantId::new_checked(&tenant)?,
+                    credential: credential.context(
+                        "--address needs the tenant's credential: --credential or KEEL_CREDENTIAL",
+                    )?,
+                },
+            };
+            let remote = matches!(target, keel::load::Target::Remote { .. });
             let options = keel::load::LoadOptions {
+                target,
                 connections,
                 tenants,
                 batch,
@@ -407,28 +432,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let at_most = |buckets: &keel_pipeline::Buckets| {
                 [0.5, 0.99, 0.999].map(|q| buckets.quantile_at_most_us(q))
             };
-            let (commit, sync) =
-                (at_most(&report.server_commit_us), at_most(&report.journal_sync_us));
-            let in_server = at_most(&report.server_batch_us);
+            // The server's side, from its histograms, when it ran in this process.
+            let server = report.server.as_ref().map(|side| {
+                let totals =
+                    [side.batch_us.total(), side.commit_us.total(), side.journal_sync_us.total()];
+                (
+                    [
+                        at_most(&side.batch_us),
+                        at_most(&side.commit_us),
+                        at_most(&side.journal_sync_us),
+                    ],
+                    totals,
+                )
+            });
             let text = if json {
                 let quantiles = |q: [Option<u64>; 3]| serde_json::json!({"p50_at_most": q[0], "p99_at_most": q[1], "p999_at_most": q[2]});
+                let side = |index: usize| server.map(|(q, _)| quantiles(q[index]));
+                let total = |index: usize| server.map(|(_, totals)| totals[index]);
                 serde_json::json!({
                     "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
+                    "server": if remote { "running" } else { "in process" },
                     "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments, "amend_recent": amend_recent,
                     "offered_per_s": report.offered, "count": count, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,
-                    "accepted_or_duplicate": report.accepted, "rejected": report.rejected,
+                    "accepted_or_duplicate": report.accepted, "duplicates": report.duplicates, "rejected": report.rejected,
                     "achieved_per_s": report.rate(), "batch_latency_us": {"p50": p50, "p99": p99, "p999": p999, "max": max},
                     "per_second": report.per_second,
                     "max_latency_us_per_second": report.max_latency_us_per_second,
                     "slow_batches_per_second": report.slow_batches_per_second,
-                    "server_batches": report.server_batch_us.total(),
-                    "server_batch_latency_us": quantiles(in_server),
-                    "server_commits": report.server_commit_us.total(),
-                    "server_commit_latency_us": quantiles(commit),
-                    "journal_syncs": report.journal_sync_us.total(),
-                    "journal_sync_us": quantiles(sync),
+                    // null for a running server: see its own /metrics.
+                    "server_batches": total(0),
+                    "server_batch_latency_us": side(0),
+                    "server_commits": total(1),
+                    "server_commit_latency_us": side(1),
+                    "journal_syncs": total(2),
+                    "journal_sync_us": side(2),
                     // What the figures depend on, recorded with them.
-                    "data_dir_parent": std::env::temp_dir(),
+                    "data_dir_parent": (!remote).then(std::env::temp_dir),
                     "realtime_priority": keel_sched::realtime_priority(),
                 })
                 .to_string()
@@ -439,17 +478,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let bound = |q: Option<u64>| {
                     q.map_or_else(|| "over the last bucket".to_owned(), |us| format!("<= {us} us"))
                 };
-                format!(
-                    "{mode_text}: {} instructions in {:.2} s: {offered}achieved {:.0}/s acknowledged after fsync ({} rejected); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n\
-                     in the server (frame decoded to acknowledgement written): p50 {}, p99 {}, p99.9 {} ({} batches)\n\
-                     of which shard batch staged to durable: p50 {}, p99 {}, p99.9 {} ({} shard batches); journal write and sync p50 {}, p99 {}, p99.9 {} ({} syncs)\n",
-                    report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, p50, p99, p999, max,
-                    bound(in_server[0]), bound(in_server[1]), bound(in_server[2]), report.server_batch_us.total(),
-                    bound(commit[0]), bound(commit[1]), bound(commit[2]), report.server_commit_us.total(),
-                    bound(sync[0]), bound(sync[1]), bound(sync[2]), report.journal_sync_us.total(),
-                ) + &format!(
-                    "journal under {}; latency path {}\n",
-                    std::env::temp_dir().display(),
+                let mut text = format!(
+                    "{mode_text}: {} instructions in {:.2} s: {offered}achieved {:.0}/s acknowledged after fsync ({} rejected, {} duplicates); batch latency p50 {} us, p99 {} us, p99.9 {} us, max {} us\n",
+                    report.instructions, report.elapsed.as_secs_f64(), report.rate(), report.rejected, report.duplicates, p50, p99, p999, max,
+                );
+                match server {
+                    Some(([in_server, commit, sync], [batches, commits, syncs])) => text += &format!(
+                        "in the server (frame decoded to acknowledgement written): p50 {}, p99 {}, p99.9 {} ({batches} batches)\n\
+                         of which shard batch staged to durable: p50 {}, p99 {}, p99.9 {} ({commits} shard batches); journal write and sync p50 {}, p99 {}, p99.9 {} ({syncs} syncs)\n\
+                         journal under {}; ",
+                        bound(in_server[0]), bound(in_server[1]), bound(in_server[2]),
+                        bound(commit[0]), bound(commit[1]), bound(commit[2]),
+                        bound(sync[0]), bound(sync[1]), bound(sync[2]),
+                        std::env::temp_dir().display(),
+                    ),
+                    None => text += "the server's side of the latency: in its own /metrics; ",
+                }
+                text + &format!(
+                    "latency path {}\n",
                     keel_sched::realtime_priority().map_or_else(
                         || "in the normal scheduling class".to_owned(),
                         |p| format!("in SCHED_FIFO at priority {p}")

@@ -127,13 +127,21 @@ pub async fn serve(
     }
     let pipeline = Arc::new(Pipeline::new());
     let tenants = start_tenants(&pipeline, &data, &config)?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (bound, listening) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
+    let Ok(bound) = listening.await else {
+        // It could not listen (an address in use, say): its error says why.
+        let failed = server.await?;
+        tokio::task::spawn_blocking(move || pipeline.shutdown()).await?;
+        failed?;
+        anyhow::bail!("the server stopped before it listened");
+    };
+    // The bound addresses, not the configured ones: port 0 asks for any free port.
     println!(
         "keel serving tenants {tenants:?} on {} (metrics {:?}); Ctrl-C to stop",
-        config.listen, config.metrics_listen
+        bound.native, bound.metrics
     );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (bound, _) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(keel_server::serve(config, pipeline.clone(), shutdown, bound));
     wait_for_signal().await?;
     tracing::info!("signal received: stopping");
     let _ = stop.send(true);

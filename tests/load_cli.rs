@@ -109,6 +109,85 @@ fn a_count_sends_exactly_that_many_instructions() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--count 0"));
 }
 
+/// `--address` loads a running `keel serve` as one of its tenants (the demo tenant here, on
+/// a free loopback port): every instruction acknowledged, none rejected, and a second run is
+/// not answered as duplicates of the first (its report ids are its own). A wrong credential
+/// fails with the server's reason, and the journal the server leaves holds every trade of
+/// both runs.
+#[test]
+fn a_load_of_a_running_server() {
+    use std::io::BufRead as _;
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(keel)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("KEEL_LISTEN", "127.0.0.1:0")
+        .env("KEEL_METRICS_LISTEN", "")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its first lines: the demo tenant's credential, then the address it listens on.
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let (mut credential, mut address) = (None, None);
+    for line in lines.by_ref().take(10) {
+        let line = line.unwrap();
+        if let Some((_, secret)) = line.split_once("stored hashed): ") {
+            credential = Some(secret.trim().to_owned());
+        }
+        if let Some((_, rest)) = line.split_once("] on ") {
+            address = rest.split_once(' ').map(|(address, _)| address.to_owned());
+            break;
+        }
+    }
+    let (credential, address) = (credential.unwrap(), address.unwrap());
+    let load = |credential: &str| {
+        Command::new(keel)
+            .args(["load", "--address", &address, "--connections", "2", "--batch", "100"])
+            .args(["--count", "3000", "--json"])
+            .env("KEEL_CREDENTIAL", credential)
+            .output()
+            .unwrap()
+    };
+    for run in 0..2 {
+        let output = load(&credential);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["instructions"], 3000, "run {run}: {report}");
+        assert_eq!(report["accepted_or_duplicate"], 3000, "run {run}: {report}");
+        assert_eq!(report["duplicates"], 0, "run {run}: {report}");
+        assert_eq!(report["server"], "running", "{report}");
+        assert!(report["journal_syncs"].is_null(), "not measured from here: {report}");
+    }
+    let refused = load("not-the-credential");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("logon refused"));
+
+    let stopped = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
+    assert!(stopped.unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(lines.any(|line| line.unwrap().contains("keel stopped cleanly")));
+    let verify = Command::new(keel)
+        .args(["journal", "verify", "--data-dir"])
+        .arg(dir.path().join("keel-data"))
+        .output()
+        .unwrap();
+    let verified = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{verified}");
+    // The demo tenant's set-up, then both runs' 6,000 trades.
+    let commands: u64 = verified
+        .split_once(" segments, ")
+        .and_then(|(_, rest)| rest.split_once(" commands"))
+        .map(|(count, _)| count.parse().unwrap())
+        .unwrap();
+    assert!((6_000..6_100).contains(&commands), "{verified}");
+}
+
 /// `KEEL_REALTIME_PRIORITY` puts the latency path in `SCHED_FIFO`: read back from
 /// `/proc/PID/task/TID/stat` (fields 40 and 41: real-time priority and policy) while a load
 /// runs. Where the kernel refuses the class (no CAP_SYS_NICE), the run must fail up front with
