@@ -1,9 +1,9 @@
 //! `keel load`: a load generator over the native protocol with the Rust client. N connections
 //! over M tenants, closed loop (each keeping K batches of B instructions in flight) or open
 //! loop (a fixed offered rate), for a duration or a count of instructions; prints the achieved
-//! rate and batch latency percentiles. It starts its own server on loopback in this process,
-//! on a scratch data directory (so the figure includes the load generator's own CPU, as on a
-//! broker's small machine).
+//! rate and batch latency percentiles. By default it starts its own server on loopback in this
+//! process, on a scratch data directory (so the figure includes the load generator's own CPU,
+//! as on a broker's small machine); `Target::Remote` loads a running `keel serve` instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

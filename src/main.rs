@@ -495,7 +495,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => text += "the server's side of the latency: in its own /metrics; ",
                 }
                 text + &format!(
-                    "latency path {}\n",
+                    "{} {}\n",
+                    // A running server's class is its own setting, not this process's.
+                    if remote { "the load generator's threads" } else { "latency path" },
                     keel_sched::realtime_priority().map_or_else(
                         || "in the normal scheduling class".to_owned(),
                         |p| format!("in SCHED_FIFO at priority {p}")
