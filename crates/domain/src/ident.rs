@@ -25,6 +25,21 @@ pub const fn is_ident_byte(byte: u8) -> bool {
     IDENT_BYTES[byte as usize]
 }
 
+/// `is_ident_byte` as comparisons, for loops over whole inline strings that the compiler turns
+/// into vector instructions (a table is a load per byte, which it cannot).
+#[inline]
+const fn is_ident_byte_by_ranges(byte: u8) -> bool {
+    let letter = (byte | 0x20).wrapping_sub(b'a') < 26;
+    let digit = byte.wrapping_sub(b'0') < 10;
+    letter
+        | digit
+        | (byte == b'.')
+        | (byte == b'_')
+        | (byte == b':')
+        | (byte == b'/')
+        | (byte == b'-')
+}
+
 /// `is_ident_byte` as a table: one load per byte where the range tests were several branches
 /// (every identifier of every decoded trade goes through it).
 const IDENT_BYTES: [bool; 256] = {
@@ -63,6 +78,42 @@ impl<const N: usize> InlineStr<N> {
         let mut bytes = [0u8; N];
         bytes[..value.len()].copy_from_slice(value);
         Ok(Self { bytes, len: value.len() as u8 })
+    }
+
+    /// As `from_bytes_checked(&buffer[..len])`, where `buffer` goes on past the identifier (a
+    /// decoder's unread bytes; `len` at most `buffer.len()`). When `buffer` holds `N` bytes, it
+    /// copies a fixed `N`, zeroes those past `len` and checks them all in one loop the compiler
+    /// unrolls into vector instructions: a copy of exactly `len` bytes is a call to `memmove`,
+    /// whose small stores the next read of the identifier (a wider one) stalls on. That was
+    /// half the time of decoding a trade batch (docs/benchmarks.md, eighteenth session).
+    #[inline(always)]
+    fn from_prefix_checked(
+        kind: &'static str,
+        buffer: &[u8],
+        len: usize,
+    ) -> Result<Self, IdentError> {
+        const { assert!(N <= u8::MAX as usize, "invariant: inline string length fits a u8") };
+        let value = &buffer[..len.min(buffer.len())];
+        let Some(window) = buffer.first_chunk::<N>() else {
+            return Self::from_bytes_checked(kind, value);
+        };
+        if len == 0 || len > N {
+            return Err(Self::refusal(kind, value));
+        }
+        // Byte-wide lane numbers, so that `at < len` is one byte comparison a lane.
+        let lanes: [u8; N] = std::array::from_fn(|at| at as u8);
+        let len8 = len as u8;
+        let mut bytes = [0u8; N];
+        let mut bad = false;
+        for ((out, &byte), &at) in bytes.iter_mut().zip(window).zip(&lanes) {
+            let keep = at < len8;
+            *out = if keep { byte } else { 0 };
+            bad |= keep & !is_ident_byte_by_ranges(byte);
+        }
+        if bad {
+            return Err(Self::refusal(kind, value));
+        }
+        Ok(Self { bytes, len: len as u8 })
     }
 
     /// Why `from_bytes_checked` refuses `value`.
@@ -110,6 +161,14 @@ macro_rules! identifier {
             #[inline]
             pub fn from_bytes(value: &[u8]) -> Result<Self, IdentError> {
                 InlineStr::from_bytes_checked($kind, value).map(Self)
+            }
+
+            /// `from_bytes(&buffer[..len])`, where `buffer` is a decoder's unread bytes and
+            /// goes on past the identifier (`len` at most `buffer.len()`): the same result,
+            /// without a copy of `len` bytes (`InlineStr::from_prefix_checked`).
+            #[inline]
+            pub fn from_prefix(buffer: &[u8], len: usize) -> Result<Self, IdentError> {
+                InlineStr::from_prefix_checked($kind, buffer, len).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -273,5 +332,51 @@ mod tests {
         }
         // Text formats carry the string.
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"ESZ6-C6000\"");
+    }
+
+    /// The comparisons and the table allow the same bytes, all 256 of them.
+    #[test]
+    fn the_byte_check_by_ranges_is_the_table() {
+        for byte in 0..=u8::MAX {
+            assert_eq!(is_ident_byte_by_ranges(byte), is_ident_byte(byte), "byte {byte:#04x}");
+        }
+    }
+
+    /// `from_prefix` gives what `from_bytes` gives for the identifier's bytes, whatever
+    /// follows them, on both of its paths (a buffer of `LEN_MAX` bytes or more, and a shorter
+    /// one), the refusals included; a value equal to `from_bytes`'s has its tail zeroed.
+    #[test]
+    fn from_prefix_is_from_bytes_of_the_prefix() {
+        let long = [b'A'; 25];
+        let cases: &[(&[u8], usize)] = &[
+            (b"ACC-1", 5),
+            (b"ACC-1 and bytes that are not in the alphabet, well past 24", 5),
+            (b"ACC-1\xff\x00", 5),
+            (b"A", 1),
+            (b"ABCDEFGHIJKLMNOPQRSTUVWX and more", 24),
+            (b"ABCDEFGHIJKLMNOPQRSTUVWX", 24),
+            (&long, 25),
+            (b"", 0),
+            (b"followed by more than twenty-four bytes", 0),
+            (b"AC C-1 and more than twenty-four bytes after it", 5),
+            (b"ACC-\xe9 and more than twenty-four bytes after it", 5),
+            (b",ACC-1 and more than twenty-four bytes after it", 6),
+            (b"ACC,", 4),
+            (b"a.b_c:d/e-f", 11),
+        ];
+        for &(buffer, len) in cases {
+            let expected = AccountId::from_bytes(&buffer[..len]);
+            assert_eq!(AccountId::from_prefix(buffer, len), expected, "{buffer:?} up to {len}");
+        }
+        // Every length with every kind of byte at its last place, in a buffer of garbage.
+        for len in 1..=AccountId::LEN_MAX {
+            for byte in 0..=u8::MAX {
+                let mut buffer = [0xffu8; 40];
+                buffer[..len].fill(b'x');
+                buffer[len - 1] = byte;
+                let expected = AccountId::from_bytes(&buffer[..len]);
+                assert_eq!(AccountId::from_prefix(&buffer, len), expected, "{len} {byte:#04x}");
+            }
+        }
     }
 }

@@ -41,7 +41,7 @@ pub(crate) fn decode_submit_batch(body: &[u8]) -> Option<ClientMessage> {
         return None;
     }
     let batch_id = reader.u64()?;
-    let tenant = TenantId::from_bytes(reader.bytes()?).ok()?;
+    let tenant = reader.ident(TenantId::from_prefix)?;
     let count = usize::try_from(reader.u64()?).ok()?;
     if count > reader.bytes.len() / TRADE_BYTES_MIN {
         return None;
@@ -51,14 +51,14 @@ pub(crate) fn decode_submit_batch(body: &[u8]) -> Option<ClientMessage> {
         if reader.u32()? != TRADE {
             return None;
         }
-        let report_id = ReportId::from_bytes(reader.bytes()?).ok()?;
+        let report_id = reader.ident(ReportId::from_prefix)?;
         let action = match reader.u32()? {
             NEW => TradeAction::New(reader.details()?),
             AMEND => {
-                let target = ReportId::from_bytes(reader.bytes()?).ok()?;
+                let target = reader.ident(ReportId::from_prefix)?;
                 TradeAction::Amend { target, details: reader.details()? }
             }
-            CANCEL => TradeAction::Cancel { target: ReportId::from_bytes(reader.bytes()?).ok()? },
+            CANCEL => TradeAction::Cancel { target: reader.ident(ReportId::from_prefix)? },
             _ => return None,
         };
         instructions.push(Instruction::Trade(TradeReport { report_id, action }));
@@ -108,16 +108,17 @@ impl<'a> Reader<'a> {
         self.take().map(i32::from_le_bytes)
     }
 
-    /// A byte string: `u64` length, then the bytes.
-    #[inline]
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    /// An identifier: a byte string (`u64` length, then the bytes) read by `read`, the type's
+    /// `from_prefix`, from the unread bytes and the length (it copies a fixed window).
+    #[inline(always)]
+    fn ident<T, E>(&mut self, read: impl FnOnce(&[u8], usize) -> Result<T, E>) -> Option<T> {
         let length = usize::try_from(self.u64()?).ok()?;
         if length > self.bytes.len() {
             return None;
         }
-        let (head, rest) = self.bytes.split_at(length);
-        self.bytes = rest;
-        Some(head)
+        let value = read(self.bytes, length).ok()?;
+        self.bytes = &self.bytes[length..];
+        Some(value)
     }
 
     /// `Option`: a tag byte, 0 or 1 (bincode refuses any other).
@@ -132,8 +133,8 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn details(&mut self) -> Option<TradeDetails> {
-        let account = AccountId::from_bytes(self.bytes()?).ok()?;
-        let instrument = InstrumentId::from_bytes(self.bytes()?).ok()?;
+        let account = self.ident(AccountId::from_prefix)?;
+        let instrument = self.ident(InstrumentId::from_prefix)?;
         let side = match self.u32()? {
             0 => Side::Buy,
             1 => Side::Sell,
@@ -142,16 +143,16 @@ impl<'a> Reader<'a> {
         let quantity = Quantity::new(self.i64()?);
         let price = Price::from_nanos(self.i64()?);
         let trade_date = Date::from_days(self.i32()?);
-        let venue = self.option(|r| ExchangeId::from_bytes(r.bytes()?).ok())?;
-        let executing_firm = FirmId::from_bytes(self.bytes()?).ok()?;
-        let clearing_firm = FirmId::from_bytes(self.bytes()?).ok()?;
-        let give_up_to = self.option(|r| FirmId::from_bytes(r.bytes()?).ok())?;
+        let venue = self.option(|r| r.ident(ExchangeId::from_prefix))?;
+        let executing_firm = self.ident(FirmId::from_prefix)?;
+        let clearing_firm = self.ident(FirmId::from_prefix)?;
+        let give_up_to = self.option(|r| r.ident(FirmId::from_prefix))?;
         let position_effect = match self.u32()? {
             0 => PositionEffect::Open,
             1 => PositionEffect::Close,
             _ => return None,
         };
-        let average_price_group = self.option(|r| GroupId::from_bytes(r.bytes()?).ok())?;
+        let average_price_group = self.option(|r| r.ident(GroupId::from_prefix))?;
         let splits = usize::try_from(self.u64()?).ok()?;
         // Each split is at least a one-byte account and a quantity.
         if splits > self.bytes.len() / (9 + 8) {
@@ -159,7 +160,7 @@ impl<'a> Reader<'a> {
         }
         let mut allocations = Vec::with_capacity(splits);
         for _ in 0..splits {
-            let account = AccountId::from_bytes(self.bytes()?).ok()?;
+            let account = self.ident(AccountId::from_prefix)?;
             allocations.push(Split { account, quantity: Quantity::new(self.i64()?) });
         }
         Some(TradeDetails {
