@@ -9,7 +9,9 @@
 #   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles), on the disk
 #      and again with the journal on tmpfs (the engine's and pipeline's own tail), then both
 #      again with the latency path in SCHED_FIFO where the kernel grants it, and with the
-#      journal alone on the disk; then the floor an ideal group commit has at that rate,
+#      journal alone on the disk, each with the time the hypervisor stole during it; then the
+#      floor an ideal group commit has at that rate, and the host's own stalls (cyclictest,
+#      scripts/host-stalls.sh: what no engine can go below),
 # then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
 # With ROUNDS > 1, (2) and (3) alternate ROUNDS times (Redis, keel, Redis, keel, ..., Redis) and
 # the verdict on P3 is the median round's: these VMs drift by 10 to 20% within minutes, more
@@ -97,38 +99,51 @@ echo "== 4. keel open loop at half the 1-tenant closed-loop rate (P4: p99 < 1 ms
 keel_one=$(printf '%s\n' "${keel_ones[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
 half=$(( keel_one / 2 ))
 echo "(half of ${keel_one}/s, the median round's one-tenant rate)"
-open=$(./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)
+# The hypervisor's share of the run (the steal column of /proc/stat, over all CPUs): a run that
+# lost much more than the 4g probe's idle figure was loaded on a busy host.
+steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print int($9 * 1000 / hz); exit}' /proc/stat; }
+open_loop() { # [VAR=value...] -> the run's JSON, then its steal in ms on the last line
+  local before after out
+  before=$(steal_ms)
+  out=$(env "$@" ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json) || return 1
+  after=$(steal_ms)
+  printf '%s\n%s\n' "$out" "$(( after - before ))"
+}
 report_open() {
   python3 - "$1" <<'PY'
 import json, sys
-d = json.loads(sys.argv[1]); l = d["batch_latency_us"]
+text, steal = sys.argv[1].rsplit("\n", 1)
+d = json.loads(text); l = d["batch_latency_us"]
 print(f"offered {d['offered_per_s']:.0f}/s, achieved {d['achieved_per_s']:.0f}/s: p50 {l['p50']} us, "
-      f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us")
+      f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us; steal {steal} ms")
 print(f"worst batch latency in each second (us): {d['max_latency_us_per_second']}")
 PY
 }
-report_open "$open"
+report_open "$(open_loop)"
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
   echo "== 4b. the same with the journal on tmpfs (fdatasync free): keel's own tail, without the disk's"
-  report_open "$(TMPDIR=/dev/shm ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+  report_open "$(open_loop TMPDIR=/dev/shm)"
 fi
 # The latency path in SCHED_FIFO (docs/architecture.md, "Scheduling classes"): needs root or
 # CAP_SYS_NICE; skipped where the kernel refuses it.
-if rt_open=$(KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json 2>/dev/null); then
+if rt_open=$(open_loop KEEL_REALTIME_PRIORITY=10 2>/dev/null); then
   echo "== 4c. the disk run with KEEL_REALTIME_PRIORITY=10 (shards, journal writers, sessions in SCHED_FIFO)"
   report_open "$rt_open"
   if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     echo "== 4d. the tmpfs run with KEEL_REALTIME_PRIORITY=10"
-    report_open "$(TMPDIR=/dev/shm KEEL_REALTIME_PRIORITY=10 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+    report_open "$(open_loop TMPDIR=/dev/shm KEEL_REALTIME_PRIORITY=10)"
   fi
   echo "== 4e. the disk run in real time with the journal alone on the disk (no segment preallocation, no snapshot in the run)"
-  report_open "$(KEEL_REALTIME_PRIORITY=10 KEEL_JOURNAL_PREALLOCATE=false KEEL_SNAPSHOT_INTERVAL=1000000000 ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json)"
+  report_open "$(open_loop KEEL_REALTIME_PRIORITY=10 KEEL_JOURNAL_PREALLOCATE=false KEEL_SNAPSHOT_INTERVAL=1000000000)"
 else
   echo "== 4c/4d skipped: the real-time class is not granted here (KEEL_REALTIME_PRIORITY needs CAP_SYS_NICE)"
 fi
 
 echo "== 4f. the floor: an ideal group commit of 130-byte records at that rate, nothing else running (scripts/sync-floor.py)"
 TMPDIR="$work" python3 scripts/sync-floor.py --rate "$half" --seconds "$seconds"
+
+echo "== 4g. the host's own stalls (scripts/host-stalls.sh): what no engine can go below"
+scripts/host-stalls.sh 20
 
 echo "== ratios against Redis's mean of the runs before and after each round (P3 targets: >= 2.0 x fsync-always, >= 0.5 x in-memory)"
 python3 - "${redis_runs[*]}" "${keel_ones[*]}" "${keel_twos[*]}" <<'PY'
