@@ -99,24 +99,19 @@ echo "== 4. keel open loop at half the 1-tenant closed-loop rate (P4: p99 < 1 ms
 keel_one=$(printf '%s\n' "${keel_ones[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
 half=$(( keel_one / 2 ))
 echo "(half of ${keel_one}/s, the median round's one-tenant rate)"
-# The hypervisor's share of the run (the steal column of /proc/stat, over all CPUs): a run that
-# lost much more than the 4g probe's idle figure was loaded on a busy host.
-steal_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print int($9 * 1000 / hz); exit}' /proc/stat; }
-open_loop() { # [VAR=value...] -> the run's JSON, then its steal in ms on the last line
-  local before after out
-  before=$(steal_ms)
-  out=$(env "$@" ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json) || return 1
-  after=$(steal_ms)
-  printf '%s\n%s\n' "$out" "$(( after - before ))"
+open_loop() { # [VAR=value...] -> the run's JSON
+  env "$@" ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json
 }
+# Each run with the time the hypervisor took from the machine during it (steal, all CPUs): a run
+# that lost much more than 4g's figures was loaded on a busy host.
 report_open() {
   python3 - "$1" <<'PY'
 import json, sys
-text, steal = sys.argv[1].rsplit("\n", 1)
-d = json.loads(text); l = d["batch_latency_us"]
+d = json.loads(sys.argv[1]); l = d["batch_latency_us"]
 print(f"offered {d['offered_per_s']:.0f}/s, achieved {d['achieved_per_s']:.0f}/s: p50 {l['p50']} us, "
-      f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us; steal {steal} ms")
+      f"p99 {l['p99']} us, p99.9 {l['p999']} us, max {l['max']} us; host steal {d['host_steal_ms']} ms")
 print(f"worst batch latency in each second (us): {d['max_latency_us_per_second']}")
+print(f"host steal in each second (ms):          {d['host_steal_ms_per_second']}")
 PY
 }
 report_open "$(open_loop)"

@@ -8,11 +8,13 @@
 //! - `defaults`: the embedded sample instrument master and account list.
 //! - `journal_cli`: `keel journal verify` and `keel journal dump`.
 //! - `serve`: `keel serve` and `keel tenant create`: tenants, pipeline and server wired up.
-//! - `load`: `keel load`, a first closed-loop load generator over the native protocol.
+//! - `load`: `keel load`, the load generator over the native protocol (closed and open loop).
+//! - `host`: what the hypervisor took from this machine (steal time), reported with a load.
 //! - `send`: `keel send`: a trade file sent to a running server with the Rust client.
 
 pub mod defaults;
 pub mod eod;
+pub mod host;
 pub mod import;
 pub mod journal_cli;
 pub mod load;

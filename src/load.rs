@@ -109,6 +109,26 @@ pub struct LoadReport {
     pub instruments: usize,
     /// The server's side of the latency, when the server ran in this process.
     pub server: Option<ServerSide>,
+    /// What the hypervisor took from this machine's CPUs during the run, where the operating
+    /// system counts it (`crate::host`): a latency tail in a second the host took much from
+    /// is the host's as much as the engine's.
+    pub host_steal: Option<HostSteal>,
+}
+
+/// Steal time during a run: all of this machine's CPUs together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSteal {
+    pub total: Duration,
+    /// Milliseconds in each second of the run (the same seconds as `per_second`).
+    pub ms_per_second: Vec<u64>,
+    pub cpus: usize,
+}
+
+impl HostSteal {
+    /// The share of the CPUs' time over `elapsed` that the host took.
+    pub fn share(&self, elapsed: Duration) -> f64 {
+        self.total.as_secs_f64() / (elapsed.as_secs_f64() * self.cpus.max(1) as f64).max(1e-9)
+    }
 }
 
 /// The server's side of the latency, summed over tenants.
@@ -382,6 +402,8 @@ struct Tally {
     /// Taken once per acknowledged batch (the histogram needed a lock anyway).
     series: parking_lot::Mutex<Series>,
     started: Instant,
+    /// The host's steal time when the run started (`None`: not counted here).
+    steal_at_start: Option<Duration>,
 }
 
 /// The latencies, and the figures kept for each second of the run (grown as the run goes, so
@@ -392,12 +414,29 @@ struct Series {
     per_second: Vec<u64>,
     max_latency_us: Vec<u64>,
     slow_batches: Vec<u64>,
+    /// The host's steal in each second, in milliseconds, and the reading last counted.
+    steal_ms: Vec<u64>,
+    steal_seen: Option<Duration>,
+}
+
+impl Series {
+    /// Makes room for figures of `second` (counted from 0) in every per-second series.
+    fn reach(&mut self, second: usize) {
+        if self.per_second.len() <= second {
+            let seconds = second + 1;
+            self.per_second.resize(seconds, 0);
+            self.max_latency_us.resize(seconds, 0);
+            self.slow_batches.resize(seconds, 0);
+            self.steal_ms.resize(seconds, 0);
+        }
+    }
 }
 
 impl Tally {
     /// A tally starting now, for a run that sends `count` instructions (`None`: no count),
     /// with room for `seconds` of per-second figures (more are added as needed).
     fn new(count: Option<u64>, seconds: usize) -> anyhow::Result<Self> {
+        let steal = crate::host::steal_so_far();
         Ok(Self {
             instructions: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -409,9 +448,21 @@ impl Tally {
                 per_second: Vec::with_capacity(seconds),
                 max_latency_us: Vec::with_capacity(seconds),
                 slow_batches: Vec::with_capacity(seconds),
+                steal_ms: Vec::with_capacity(seconds),
+                steal_seen: steal,
             }),
             started: Instant::now(),
+            steal_at_start: steal,
         })
+    }
+
+    /// Adds the host's steal since the last reading to `second` of the run.
+    fn count_steal(&self, second: usize, reading: Option<Duration>) {
+        let mut series = self.series.lock();
+        let (Some(seen), Some(now)) = (series.steal_seen, reading) else { return };
+        series.reach(second);
+        series.steal_ms[second] += now.saturating_sub(seen).as_millis() as u64;
+        series.steal_seen = Some(now);
     }
 
     /// How many instructions the next batch may have: `batch`, fewer when the count is nearly
@@ -443,12 +494,7 @@ impl Tally {
         let second = self.started.elapsed().as_secs() as usize;
         let mut series = self.series.lock();
         let _ = series.latency_us.record(micros);
-        if series.per_second.len() <= second {
-            let seconds = second + 1;
-            series.per_second.resize(seconds, 0);
-            series.max_latency_us.resize(seconds, 0);
-            series.slow_batches.resize(seconds, 0);
-        }
+        series.reach(second);
         series.per_second[second] += count;
         series.max_latency_us[second] = series.max_latency_us[second].max(micros);
         if latency >= SLOW_BATCH {
@@ -566,6 +612,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let tally = Arc::new(Tally::new(options.count, seconds)?);
     let deadline = options.duration.map(|duration| tally.started + duration);
     let progress = progress_task(tally.clone(), options.progress, options.duration, options.count);
+    let steal = steal_task(tally.clone());
     let mut lanes = Vec::new();
     let mut open_lanes = Vec::new();
     let mut connections: Vec<Arc<Client>> = Vec::new();
@@ -611,6 +658,9 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     drop(connections);
     let elapsed = tally.started.elapsed();
     progress.abort();
+    steal.abort();
+    // The last (partial) second's steal.
+    tally.count_steal(elapsed.as_secs() as usize, crate::host::steal_so_far());
     let server = match local {
         Some(local) => Some(local.stop().await?),
         None => None,
@@ -618,10 +668,18 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let seconds = elapsed.as_secs_f64().ceil() as usize;
     let mut guard = tally.series.lock();
     let series = &mut *guard;
-    for figures in [&mut series.per_second, &mut series.max_latency_us, &mut series.slow_batches] {
+    if let Some(second) = seconds.checked_sub(1) {
         // A second with no acknowledgement at all is a zero, not a gap.
-        figures.resize(seconds.max(figures.len()), 0);
+        series.reach(second);
     }
+    let host_steal = match (tally.steal_at_start, series.steal_seen) {
+        (Some(start), Some(end)) => Some(HostSteal {
+            total: end.saturating_sub(start),
+            ms_per_second: std::mem::take(&mut series.steal_ms),
+            cpus: crate::host::cpus(),
+        }),
+        _ => None,
+    };
     Ok(LoadReport {
         instructions: tally.instructions.load(Ordering::Relaxed),
         accepted: tally.accepted.load(Ordering::Relaxed),
@@ -639,6 +697,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         accounts: universe.accounts.len(),
         instruments: universe.futures.len(),
         server,
+        host_steal,
     })
 }
 
@@ -737,6 +796,20 @@ impl Pacer {
     }
 }
 
+/// Counts the host's steal into each second of the run as it ends (a late tick counts the rest
+/// into the second it lands in: the total is exact, the split within a second or so).
+fn steal_task(tally: Arc<Tally>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tally.steal_at_start.is_none() {
+            return;
+        }
+        for second in 1_u64.. {
+            tokio::time::sleep_until((tally.started + Duration::from_secs(second)).into()).await;
+            tally.count_steal(second as usize - 1, crate::host::steal_so_far());
+        }
+    })
+}
+
 /// A progress bar on standard error: over the duration, or over the count when the load runs
 /// for one (or for both, whichever is further along).
 fn progress_task(
@@ -827,6 +900,25 @@ pub fn render_svg(report: &LoadReport, title: &str) -> String {
             (bar_w - 2.0).max(1.0)
         );
     }
+    // The host's steal in each second, in red along the top: a dip or a tail second with a
+    // large figure was the host's.
+    if let Some(steal) = report.host_steal.as_ref().filter(|steal| !steal.total.is_zero()) {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#d62728\">ms the host took (steal, {} CPUs)</text>",
+            left + plot_w,
+            top2 - 8.0,
+            steal.cpus
+        );
+        for (second, ms) in steal.ms_per_second.iter().enumerate().filter(|(_, ms)| **ms > 0) {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#d62728\">{ms}</text>",
+                left + (second as f64 + 0.5) * bar_w,
+                top2 + 14.0
+            );
+        }
+    }
     for tick in 0..=4 {
         let value = peak * tick as f64 / 4.0;
         let _ = writeln!(
@@ -905,6 +997,70 @@ mod tests {
         assert_eq!(series.max_latency_us, [0, 0, 2_000]);
         assert_eq!(series.slow_batches, [0, 0, 1]);
         assert_eq!(tally.accepted.load(Ordering::Relaxed), 3);
+    }
+
+    /// The host's steal goes into the second it was read in, as the difference from the
+    /// reading before; a missing reading counts nothing and loses nothing, and the series grow
+    /// together.
+    #[test]
+    fn steal_lands_in_its_second_as_a_difference() {
+        let ms = Duration::from_millis;
+        /// A second and the reading taken at its end (`None`: it failed).
+        type Readings<'a> = &'a [(usize, Option<u64>)];
+        let cases: [(Option<u64>, Readings, &[u64]); 4] = [
+            (Some(1_000), &[(0, Some(1_000)), (1, Some(1_030)), (2, Some(1_030))], &[0, 30, 0]),
+            // A tick landing late: what it read goes into the second it lands in.
+            (Some(0), &[(0, Some(10)), (2, Some(60))], &[10, 0, 50]),
+            // A failed reading: the next one counts both seconds' steal.
+            (Some(500), &[(0, None), (1, Some(540))], &[0, 40]),
+            // Not counted on this machine: nothing, not zeros.
+            (None, &[(0, Some(10)), (1, Some(20))], &[]),
+        ];
+        for (start, readings, expected) in cases {
+            let mut tally = Tally::new(None, 0).unwrap_or_else(|e| panic!("{e}"));
+            tally.steal_at_start = start.map(ms);
+            tally.series.get_mut().steal_seen = start.map(ms);
+            for (second, reading) in readings {
+                tally.count_steal(*second, reading.map(ms));
+            }
+            let series = tally.series.lock();
+            assert_eq!(series.steal_ms, expected, "from {start:?}: {readings:?}");
+            assert_eq!(series.per_second.len(), expected.len());
+        }
+    }
+
+    /// The chart names the host's steal in the seconds it took any, and says nothing of it
+    /// when it took none.
+    #[test]
+    fn the_chart_marks_the_seconds_the_host_took() {
+        let report = |steal: Option<HostSteal>| LoadReport {
+            instructions: 3,
+            accepted: 3,
+            duplicates: 0,
+            rejected: 0,
+            elapsed: Duration::from_secs(3),
+            latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .unwrap_or_else(|e| panic!("{e}")),
+            per_second: vec![1, 1, 1],
+            max_latency_us_per_second: vec![1, 1, 1],
+            slow_batches_per_second: vec![0, 0, 0],
+            offered: None,
+            accounts: 1,
+            instruments: 1,
+            server: None,
+            host_steal: steal,
+        };
+        let took =
+            HostSteal { total: Duration::from_millis(47), ms_per_second: vec![0, 47, 0], cpus: 2 };
+        let chart = render_svg(&report(Some(took.clone())), "t");
+        assert!(chart.contains("ms the host took (steal, 2 CPUs)"), "{chart}");
+        assert!(chart.contains(">47</text>"), "{chart}");
+        for quiet in
+            [None, Some(HostSteal { total: Duration::ZERO, ms_per_second: vec![0; 3], cpus: 2 })]
+        {
+            assert!(!render_svg(&report(quiet), "t").contains("the host took"));
+        }
+        assert!((took.share(Duration::from_secs(3)) - 0.047 / 6.0).abs() < 1e-12);
     }
 
     /// The generator's report ids are `L<connection>-<n>`, as `format!` writes them.

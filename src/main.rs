@@ -459,6 +459,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "per_second": report.per_second,
                     "max_latency_us_per_second": report.max_latency_us_per_second,
                     "slow_batches_per_second": report.slow_batches_per_second,
+                    // This machine's steal time (null where not counted): the host's share of a tail.
+                    "host_steal_ms": report.host_steal.as_ref().map(|steal| steal.total.as_millis() as u64),
+                    "host_steal_ms_per_second": report.host_steal.as_ref().map(|steal| &steal.ms_per_second),
+                    "cpus": report.host_steal.as_ref().map(|steal| steal.cpus),
                     // null for a running server: see its own /metrics.
                     "server_batches": total(0),
                     "server_batch_latency_us": side(0),
@@ -494,7 +498,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ),
                     None => text += "the server's side of the latency: in its own /metrics; ",
                 }
-                text + &format!(
+                text += &format!(
                     "{} {}\n",
                     // A running server's class is its own setting, not this process's.
                     if remote { "the load generator's threads" } else { "latency path" },
@@ -502,7 +506,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         || "in the normal scheduling class".to_owned(),
                         |p| format!("in SCHED_FIFO at priority {p}")
                     ),
-                )
+                );
+                if let Some(steal) = &report.host_steal {
+                    text += &format!(
+                        "host: the hypervisor took {} ms of this machine's {} CPUs during the run ({:.2}% of their time; most in one second {} ms)\n",
+                        steal.total.as_millis(),
+                        steal.cpus,
+                        100.0 * steal.share(report.elapsed),
+                        steal.ms_per_second.iter().max().copied().unwrap_or(0),
+                    );
+                }
+                text
             };
             write_stdout(&text)?;
             Ok(ExitCode::SUCCESS)

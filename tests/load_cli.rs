@@ -28,6 +28,14 @@ fn closed_and_open_loop_runs_report_rates_and_percentiles() {
         // The run records what its figures depend on.
         assert!(report["realtime_priority"].is_null(), "{report}");
         assert!(report["data_dir_parent"].is_string(), "{report}");
+        // And the host's steal, where the machine counts it: one figure a second, adding up.
+        if std::path::Path::new("/proc/stat").exists() {
+            let total = report["host_steal_ms"].as_u64().unwrap();
+            let seconds = report["host_steal_ms_per_second"].as_array().unwrap();
+            assert_eq!(seconds.len(), report["per_second"].as_array().unwrap().len(), "{report}");
+            assert_eq!(seconds.iter().map(|ms| ms.as_u64().unwrap()).sum::<u64>(), total);
+            assert!(report["cpus"].as_u64().unwrap() >= 1, "{report}");
+        }
         let latency = &report["batch_latency_us"];
         assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
         assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
