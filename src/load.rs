@@ -456,10 +456,15 @@ impl Tally {
         })
     }
 
-    /// Adds the host's steal since the last reading to `second` of the run.
+    /// Adds the host's steal since the last reading to `second` of the run. A reading no later
+    /// than the last one counted (the ticker's, taken just before the run's final one but
+    /// counted after it) adds nothing and is not kept.
     fn count_steal(&self, second: usize, reading: Option<Duration>) {
         let mut series = self.series.lock();
         let (Some(seen), Some(now)) = (series.steal_seen, reading) else { return };
+        if now < seen {
+            return;
+        }
         series.reach(second);
         series.steal_ms[second] += now.saturating_sub(seen).as_millis() as u64;
         series.steal_seen = Some(now);
@@ -1007,12 +1012,14 @@ mod tests {
         let ms = Duration::from_millis;
         /// A second and the reading taken at its end (`None`: it failed).
         type Readings<'a> = &'a [(usize, Option<u64>)];
-        let cases: [(Option<u64>, Readings, &[u64]); 4] = [
+        let cases: [(Option<u64>, Readings, &[u64]); 5] = [
             (Some(1_000), &[(0, Some(1_000)), (1, Some(1_030)), (2, Some(1_030))], &[0, 30, 0]),
             // A tick landing late: what it read goes into the second it lands in.
             (Some(0), &[(0, Some(10)), (2, Some(60))], &[10, 0, 50]),
             // A failed reading: the next one counts both seconds' steal.
             (Some(500), &[(0, None), (1, Some(540))], &[0, 40]),
+            // A reading older than one counted already (two readers racing) takes nothing back.
+            (Some(0), &[(0, Some(30)), (0, Some(20)), (1, Some(50))], &[30, 20]),
             // Not counted on this machine: nothing, not zeros.
             (None, &[(0, Some(10)), (1, Some(20))], &[]),
         ];
