@@ -3,8 +3,8 @@
 //! On a VM, a vCPU that should be running may be held back while the hypervisor runs something
 //! else; the guest kernel counts that time as *steal* (the eighth figure of `/proc/stat`'s `cpu`
 //! line). Nothing in the guest can make up for it, so a latency figure means little without it:
-//! on the 2-core benchmark machine a 10 s open-loop run lost anywhere from 0 to 460 ms, in
-//! bursts of 5 to 35 ms (docs/benchmarks.md, nineteenth session). `keel load` reports it beside
+//! on the 2-core benchmark machine a 10 s open-loop run lost anywhere from 0 to 1.7 s of CPU,
+//! in bursts of 5 to 35 ms (docs/benchmarks.md, nineteenth session). `keel load` reports it beside
 //! its latencies.
 
 use std::time::Duration;

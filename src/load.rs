@@ -118,16 +118,21 @@ pub struct LoadReport {
 /// Steal time during a run: all of this machine's CPUs together.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostSteal {
-    pub total: Duration,
     /// Milliseconds in each second of the run (the same seconds as `per_second`).
     pub ms_per_second: Vec<u64>,
     pub cpus: usize,
 }
 
 impl HostSteal {
+    /// Milliseconds over the whole run.
+    pub fn total_ms(&self) -> u64 {
+        self.ms_per_second.iter().sum()
+    }
+
     /// The share of the CPUs' time over `elapsed` that the host took.
     pub fn share(&self, elapsed: Duration) -> f64 {
-        self.total.as_secs_f64() / (elapsed.as_secs_f64() * self.cpus.max(1) as f64).max(1e-9)
+        let cpu_seconds = elapsed.as_secs_f64() * self.cpus.max(1) as f64;
+        self.total_ms() as f64 / 1e3 / cpu_seconds.max(1e-9)
     }
 }
 
@@ -402,8 +407,6 @@ struct Tally {
     /// Taken once per acknowledged batch (the histogram needed a lock anyway).
     series: parking_lot::Mutex<Series>,
     started: Instant,
-    /// The host's steal time when the run started (`None`: not counted here).
-    steal_at_start: Option<Duration>,
 }
 
 /// The latencies, and the figures kept for each second of the run (grown as the run goes, so
@@ -414,7 +417,8 @@ struct Series {
     per_second: Vec<u64>,
     max_latency_us: Vec<u64>,
     slow_batches: Vec<u64>,
-    /// The host's steal in each second, in milliseconds, and the reading last counted.
+    /// The host's steal in each second, in milliseconds, and the reading last counted (`None`:
+    /// not counted on this machine).
     steal_ms: Vec<u64>,
     steal_seen: Option<Duration>,
 }
@@ -436,7 +440,6 @@ impl Tally {
     /// A tally starting now, for a run that sends `count` instructions (`None`: no count),
     /// with room for `seconds` of per-second figures (more are added as needed).
     fn new(count: Option<u64>, seconds: usize) -> anyhow::Result<Self> {
-        let steal = crate::host::steal_so_far();
         Ok(Self {
             instructions: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -449,10 +452,9 @@ impl Tally {
                 max_latency_us: Vec::with_capacity(seconds),
                 slow_batches: Vec::with_capacity(seconds),
                 steal_ms: Vec::with_capacity(seconds),
-                steal_seen: steal,
+                steal_seen: crate::host::steal_so_far(),
             }),
             started: Instant::now(),
-            steal_at_start: steal,
         })
     }
 
@@ -677,14 +679,10 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         // A second with no acknowledgement at all is a zero, not a gap.
         series.reach(second);
     }
-    let host_steal = match (tally.steal_at_start, series.steal_seen) {
-        (Some(start), Some(end)) => Some(HostSteal {
-            total: end.saturating_sub(start),
-            ms_per_second: std::mem::take(&mut series.steal_ms),
-            cpus: crate::host::cpus(),
-        }),
-        _ => None,
-    };
+    let host_steal = series.steal_seen.is_some().then(|| HostSteal {
+        ms_per_second: std::mem::take(&mut series.steal_ms),
+        cpus: crate::host::cpus(),
+    });
     Ok(LoadReport {
         instructions: tally.instructions.load(Ordering::Relaxed),
         accepted: tally.accepted.load(Ordering::Relaxed),
@@ -805,7 +803,7 @@ impl Pacer {
 /// into the second it lands in: the total is exact, the split within a second or so).
 fn steal_task(tally: Arc<Tally>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if tally.steal_at_start.is_none() {
+        if tally.series.lock().steal_seen.is_none() {
             return;
         }
         for second in 1_u64.. {
@@ -907,7 +905,7 @@ pub fn render_svg(report: &LoadReport, title: &str) -> String {
     }
     // The host's steal in each second, in red along the top: a dip or a tail second with a
     // large figure was the host's.
-    if let Some(steal) = report.host_steal.as_ref().filter(|steal| !steal.total.is_zero()) {
+    if let Some(steal) = report.host_steal.as_ref().filter(|steal| steal.total_ms() > 0) {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#d62728\">ms the host took (steal, {} CPUs)</text>",
@@ -1025,7 +1023,6 @@ mod tests {
         ];
         for (start, readings, expected) in cases {
             let mut tally = Tally::new(None, 0).unwrap_or_else(|e| panic!("{e}"));
-            tally.steal_at_start = start.map(ms);
             tally.series.get_mut().steal_seen = start.map(ms);
             for (second, reading) in readings {
                 tally.count_steal(*second, reading.map(ms));
@@ -1057,14 +1054,11 @@ mod tests {
             server: None,
             host_steal: steal,
         };
-        let took =
-            HostSteal { total: Duration::from_millis(47), ms_per_second: vec![0, 47, 0], cpus: 2 };
+        let took = HostSteal { ms_per_second: vec![0, 47, 0], cpus: 2 };
         let chart = render_svg(&report(Some(took.clone())), "t");
         assert!(chart.contains("ms the host took (steal, 2 CPUs)"), "{chart}");
         assert!(chart.contains(">47</text>"), "{chart}");
-        for quiet in
-            [None, Some(HostSteal { total: Duration::ZERO, ms_per_second: vec![0; 3], cpus: 2 })]
-        {
+        for quiet in [None, Some(HostSteal { ms_per_second: vec![0; 3], cpus: 2 })] {
             assert!(!render_svg(&report(quiet), "t").contains("the host took"));
         }
         assert!((took.share(Duration::from_secs(3)) - 0.047 / 6.0).abs() < 1e-12);

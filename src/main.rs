@@ -460,7 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "max_latency_us_per_second": report.max_latency_us_per_second,
                     "slow_batches_per_second": report.slow_batches_per_second,
                     // This machine's steal time (null where not counted): the host's share of a tail.
-                    "host_steal_ms": report.host_steal.as_ref().map(|steal| steal.total.as_millis() as u64),
+                    "host_steal_ms": report.host_steal.as_ref().map(|steal| steal.total_ms()),
                     "host_steal_ms_per_second": report.host_steal.as_ref().map(|steal| &steal.ms_per_second),
                     "cpus": report.host_steal.as_ref().map(|steal| steal.cpus),
                     // null for a running server: see its own /metrics.
@@ -510,7 +510,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Some(steal) = &report.host_steal {
                     text += &format!(
                         "host: the hypervisor took {} ms of this machine's {} CPUs during the run ({:.2}% of their time; most in one second {} ms)\n",
-                        steal.total.as_millis(),
+                        steal.total_ms(),
                         steal.cpus,
                         100.0 * steal.share(report.elapsed),
                         steal.ms_per_second.iter().max().copied().unwrap_or(0),
