@@ -89,6 +89,16 @@ impl Engine {
         self.capture.index_job()
     }
 
+    /// As `index_job`, offered only once the index is `num / den` full (at least half): for a
+    /// caller with other background work under way.
+    pub fn index_job_from(
+        &mut self,
+        num: usize,
+        den: usize,
+    ) -> Option<keel_trade_capture::IndexJob> {
+        self.capture.index_job_from(num, den)
+    }
+
     /// Installs a built report index, drops it if an in-line growth overtook it, or hands it
     /// back for another round over the reports accepted while it was built.
     pub fn install_index(

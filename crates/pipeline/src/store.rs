@@ -406,7 +406,9 @@ impl TenantStore {
                 let reserved = self.copies_reserved();
                 let hash_due = hashes && self.since_state_hash >= self.state_hash_gap;
                 let snapshot_due = snapshots && self.since_snapshot >= self.snapshot_gap;
-                if (hash_due || snapshot_due) && reserved {
+                // Not while a report index is being built: the pass waits for it (a second
+                // or two at most), the index's build could not wait as long.
+                if (hash_due || snapshot_due) && reserved && self.index_build.is_none() {
                     self.start_pass(snapshot_due)?;
                 }
             }
@@ -471,7 +473,15 @@ impl TenantStore {
             }
             Some(_) => {}
             None => {
-                if let Some(job) = self.engine.index_job() {
+                // While a state pass runs, the build waits until the index is five eighths
+                // full: the two together, beside a busy shard, are more than a small machine
+                // has to spare (docs/benchmarks.md, twentieth session).
+                let job = if self.pass.is_some() {
+                    self.engine.index_job_from(5, 8)
+                } else {
+                    self.engine.index_job()
+                };
+                if let Some(job) = job {
                     self.build_index(job);
                 }
             }

@@ -90,6 +90,11 @@ impl Capture {
         self.reports.index_job()
     }
 
+    /// As `index_job`, offered only from `num / den` full (`ReportTable::index_job_from`).
+    pub fn index_job_from(&mut self, num: usize, den: usize) -> Option<crate::reports::IndexJob> {
+        self.reports.index_job_from(num, den)
+    }
+
     /// Installs what an `index_job` built, or hands it back for another round
     /// (`ReportTable::install_index`).
     pub fn install_index(&mut self, built: crate::reports::BuiltIndex) -> crate::reports::Install {

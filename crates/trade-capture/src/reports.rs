@@ -282,11 +282,19 @@ impl ReportTable {
     /// Handing out the records costs one reference count per 8 KiB chunk; the table goes on
     /// accepting records meanwhile.
     pub fn index_job(&mut self) -> Option<IndexJob> {
+        self.index_job_from(1, 2)
+    }
+
+    /// As `index_job`, but offered only once the index is `num / den` full (at least half):
+    /// for a caller with other background work under way, that would rather spend some of the
+    /// headroom before the index fills than run both at once.
+    pub fn index_job_from(&mut self, num: usize, den: usize) -> Option<IndexJob> {
         let capacity = self.index.capacity();
+        let due = (capacity / den.max(1)).saturating_mul(num).max(capacity / 2);
         if self.job_out
             || self.growing.is_some()
             || capacity < JOB_CAPACITY_MIN
-            || self.index.len() < capacity / 2
+            || self.index.len() < due
         {
             return None;
         }
@@ -511,6 +519,34 @@ mod tests {
                 assert_eq!(table.get(&id).map(|r| r.sequence), Some(probe), "J{probe}");
             }
             assert!(table.get(&format!("J{total}").parse().unwrap()).is_none());
+        }
+    }
+
+    /// A job asked for with other background work under way (`index_job_from`) is offered
+    /// only from the fill asked for, never before half full, and once only.
+    #[test]
+    fn a_deferred_job_waits_for_its_fill() {
+        // (num, den, the fill at which the job is first offered: (n, d) for n / d full)
+        let cases =
+            [(1, 2, (1, 2)), (5, 8, (5, 8)), (3, 4, (3, 4)), (1, 4, (1, 2)), (0, 8, (1, 2))];
+        for (num, den, (at_num, at_den)) in cases {
+            let mut table = ReportTable::default();
+            let mut n = 0u64;
+            let mut insert = |table: &mut ReportTable| {
+                table.insert(record(&format!("D{n}"), n));
+                n += 1;
+            };
+            // Sized up front, past the capacity where jobs are handed out.
+            table.reserve(JOB_CAPACITY_MIN * 4);
+            let capacity = table.index.capacity();
+            assert!(capacity >= JOB_CAPACITY_MIN && table.growing.is_none());
+            while table.index_job_from(num, den).is_none() {
+                insert(&mut table);
+                assert_eq!(table.index.capacity(), capacity, "{num}/{den}: never offered");
+            }
+            assert_eq!(table.index.len(), capacity / at_den * at_num, "{num}/{den}");
+            assert!(table.index_job_from(num, den).is_none(), "one job at a time");
+            assert!(table.index_job().is_none(), "one job at a time");
         }
     }
 
