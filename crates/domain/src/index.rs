@@ -131,11 +131,20 @@ impl<S: Slot> SlotIndex<S> {
     /// in `durable_submit`, from lookups and inserts in fresh indexes). Writing first
     /// costs one fault a page and no shootdown; here it is paid by the builder.
     pub fn with_capacity_faulted(capacity: usize) -> Self {
+        Self::with_capacity_faulted_with(capacity, || {})
+    }
+
+    /// As `with_capacity_faulted`, calling `between` after every mebibyte faulted in: for a
+    /// builder that paces itself.
+    pub fn with_capacity_faulted_with(capacity: usize, mut between: impl FnMut()) -> Self {
         let mut index = Self::with_capacity(capacity);
         let per_page = (4096 / std::mem::size_of::<S>()).max(1);
-        for slot in index.slots.iter_mut().step_by(per_page) {
+        for (page, slot) in index.slots.iter_mut().step_by(per_page).enumerate() {
             // Opaque, so that the store of what calloc already gave is not optimized away.
             *slot = std::hint::black_box(S::EMPTY);
+            if page % 256 == 255 {
+                between();
+            }
         }
         index
     }

@@ -89,6 +89,11 @@ impl Engine {
         self.capture.index_job()
     }
 
+    /// The report index's entries and the entries it holds before it grows in line.
+    pub fn index_fill(&self) -> (usize, usize) {
+        self.capture.index_fill()
+    }
+
     /// As `index_job`, offered only once the index is `num / den` full (at least half): for a
     /// caller with other background work under way.
     pub fn index_job_from(

@@ -7,6 +7,8 @@
 //! `tenants/<tenant>/snapshots/*.snap`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use keel_domain::TenantId;
@@ -72,6 +74,23 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 /// was asked for (`TenantStore::copies_reserved`, a quarter of an interval before the image is
 /// due): a helper starved of CPU delays the image, never stops it. `StoreOptions::reserve_wait`.
 pub const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The share of a core a report index build takes at most (`keel_sched::Duty`), resting
+/// after each `INDEX_BUILD_SLICE` of work: at 24M report ids a build flat out took a full core
+/// for about a second, beside a shard that then waited on the run queue half the time. At a
+/// quarter of a core it takes four times as long, inside the headroom the index has left (a
+/// job is handed out at half full; it fills at full); should the index reach three quarters
+/// full first, the build goes on flat out (`IndexBuild::hurry`). `KEEL_INDEX_BUILD_PERCENT` (1
+/// to 100) overrides it: a diagnostic switch, for comparing runs of one binary.
+const INDEX_BUILD_PERCENT: u32 = 25;
+const INDEX_BUILD_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
+
+fn index_build_percent() -> u32 {
+    std::env::var("KEEL_INDEX_BUILD_PERCENT")
+        .ok()
+        .and_then(|percent| percent.parse().ok())
+        .unwrap_or(INDEX_BUILD_PERCENT)
+}
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -157,13 +176,20 @@ pub struct TenantStore {
     pass: Option<StatePass>,
     /// Image and pass durations not yet taken by `take_pass_timings`.
     pass_timings: Vec<PassTiming>,
-    /// The report index's next size being built on a helper thread (`Engine::index_job`), with
-    /// how long the build took in microseconds.
-    index_build: Option<std::thread::JoinHandle<(keel_trade_capture::BuiltIndex, u64)>>,
+    /// The report index's next size being built on a helper thread (`Engine::index_job`).
+    index_build: Option<IndexBuild>,
     /// Indexes built that way and installed.
     indexes_installed: u64,
     /// Where the coming image's reserve of chunks for its copies is.
     reserve: Reserve,
+}
+
+/// A report index build out on a helper thread, which returns what it built and how long that
+/// took in microseconds. It paces itself (`INDEX_BUILD_PERCENT`) until `hurry` is set.
+#[derive(Debug)]
+struct IndexBuild {
+    thread: std::thread::JoinHandle<(keel_trade_capture::BuiltIndex, u64)>,
+    hurry: Arc<AtomicBool>,
 }
 
 /// The chunk stocks' reserve for the copies of the coming image (`copies_reserved`).
@@ -453,9 +479,9 @@ impl TenantStore {
     fn tend_index(&mut self) {
         let tenant = self.engine.tenant();
         match &self.index_build {
-            Some(build) if build.is_finished() => {
+            Some(build) if build.thread.is_finished() => {
                 let Some(build) = self.index_build.take() else { return };
-                match build.join() {
+                match build.thread.join() {
                     Ok((built, micros)) => match self.engine.install_index(built) {
                         Install::Again(job) => {
                             tracing::debug!(%tenant, micros, behind = job.records(), "report index: another round");
@@ -471,7 +497,13 @@ impl TenantStore {
                     Err(_) => tracing::error!(%tenant, "the report index build panicked"),
                 }
             }
-            Some(_) => {}
+            Some(build) => {
+                // Three quarters full: the rest of the headroom is the build's, flat out.
+                let (len, capacity) = self.engine.index_fill();
+                if len >= capacity / 4 * 3 && !build.hurry.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%tenant, len, capacity, "report index build: hurrying");
+                }
+            }
             None => {
                 // While a state pass runs, the build waits until the index is five eighths
                 // full: the two together, beside a busy shard, are more than a small machine
@@ -492,15 +524,22 @@ impl TenantStore {
     /// microseconds: this round only, when the index goes out more than once).
     fn build_index(&mut self, job: IndexJob) {
         let tenant = self.engine.tenant();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let hurried = hurry.clone();
         let spawned =
             std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
                 keel_sched::enter(keel_sched::Role::Helper);
                 let started = std::time::Instant::now();
-                let built = job.build();
+                let mut duty = keel_sched::Duty::new(index_build_percent(), INDEX_BUILD_SLICE);
+                let built = job.build_with(|| {
+                    if !hurried.load(Ordering::Relaxed) {
+                        duty.step();
+                    }
+                });
                 (built, started.elapsed().as_micros() as u64)
             });
         match spawned {
-            Ok(thread) => self.index_build = Some(thread),
+            Ok(thread) => self.index_build = Some(IndexBuild { thread, hurry }),
             Err(error) => tracing::debug!(%tenant, %error, "no thread for the index build"),
         }
     }

@@ -90,6 +90,11 @@ impl Capture {
         self.reports.index_job()
     }
 
+    /// The report index's entries and capacity (`ReportTable::index_fill`).
+    pub fn index_fill(&self) -> (usize, usize) {
+        self.reports.index_fill()
+    }
+
     /// As `index_job`, offered only from `num / den` full (`ReportTable::index_job_from`).
     pub fn index_job_from(&mut self, num: usize, den: usize) -> Option<crate::reports::IndexJob> {
         self.reports.index_job_from(num, den)

@@ -130,9 +130,18 @@ impl IndexJob {
     /// Indexes the job's records, into a new index of the next capacity or (a later round)
     /// into the one built so far. Pure CPU, no shared state.
     pub fn build(self) -> BuiltIndex {
+        self.build_with(|| {})
+    }
+
+    /// As `build`, calling `between` between pieces of the work (every `BUILD_PIECE` records,
+    /// and every mebibyte of a new index's slots as they are faulted in): for a builder that
+    /// paces itself (`keel_sched::Duty`).
+    pub fn build_with(self, mut between: impl FnMut()) -> BuiltIndex {
         let records = &self.records;
         let mut index = match self.into {
-            Target::Empty(capacity) => TaggedIndex::with_capacity_faulted(capacity),
+            Target::Empty(capacity) => {
+                TaggedIndex::with_capacity_faulted_with(capacity, &mut between)
+            }
             Target::Built(index) => index,
         };
         // Each insert is a miss in an index far larger than the cache: hash a run of records
@@ -155,6 +164,9 @@ impl IndexJob {
             }
             if len < BUILD_RUN {
                 break;
+            }
+            if at as usize % BUILD_PIECE < BUILD_RUN {
+                between();
             }
         }
         std::hint::black_box(touched);
@@ -184,6 +196,10 @@ const GROW_STEP: usize = 4;
 
 /// Records an index build hashes and touches before inserting them.
 const BUILD_RUN: usize = 32;
+
+/// Records an index build inserts between two calls of its `between` (`IndexJob::build_with`):
+/// about 100 us of inserts.
+const BUILD_PIECE: usize = 4096;
 
 /// Indexes smaller than this grow in line only: building them takes less than a thread's start.
 const JOB_CAPACITY_MIN: usize = if cfg!(test) { 64 } else { 1 << 16 };
@@ -337,6 +353,12 @@ impl ReportTable {
 
     pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    /// The index's entries and the entries it holds before it must grow: how close a build
+    /// out on a helper is to being overtaken by an in-line growth.
+    pub fn index_fill(&self) -> (usize, usize) {
+        (self.index.len(), self.index.capacity())
     }
 
     pub fn is_empty(&self) -> bool {
