@@ -52,8 +52,11 @@ impl Default for JournalOptions {
 /// removes it.
 const PREPARED_NAME: &str = "next-segment.tmp";
 /// The helper syncs the zeros every this many bytes and then waits `PREPARE_PAUSE_FACTOR` times
-/// as long as the sync took, so that a journal's own sync waits behind at most one short step
-/// and finds the disk idle most of the time. (4 MiB steps paced 1:1 doubled the open loop's p99.)
+/// as long as the step (write and sync) took, so that a journal's own sync waits behind at most
+/// one short step and finds the disk idle most of the time. (4 MiB steps paced 1:1 doubled the
+/// open loop's p99.) The write counts too: on a file system whose syncs cost nothing (tmpfs)
+/// the step is all CPU, and paced by the sync alone the helper took half a core for a third of
+/// a second per segment, beside the shard (docs/benchmarks.md, twentieth session).
 const PREPARE_SYNC_BYTES: usize = 256 << 10;
 const PREPARE_PAUSE_FACTOR: u32 = 3;
 
@@ -726,6 +729,7 @@ fn write_zeros(
         }
         let chunk = left.min(PREPARE_SYNC_BYTES as u64) as usize;
         let pages = chunk.next_multiple_of(DIRECT_ALIGN);
+        let started = std::time::Instant::now();
         let written_direct = match direct.as_mut() {
             Some((direct, offset)) => {
                 use std::os::unix::fs::FileExt;
@@ -742,7 +746,6 @@ fn write_zeros(
             }
             file.write_all(&zeros.as_slice()[..chunk])?;
         }
-        let started = std::time::Instant::now();
         file.sync_data()?;
         // Parked rather than asleep, so that a closing journal can wake it (`Drop`).
         std::thread::park_timeout(started.elapsed() * PREPARE_PAUSE_FACTOR);
