@@ -80,16 +80,25 @@ pub const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 /// for about a second, beside a shard that then waited on the run queue half the time. At a
 /// quarter of a core it takes four times as long, inside the headroom the index has left (a
 /// job is handed out at half full; it fills at full); should the index reach three quarters
-/// full first, the build goes on flat out (`IndexBuild::hurry`). `KEEL_INDEX_BUILD_PERCENT` (1
-/// to 100) overrides it: a diagnostic switch, for comparing runs of one binary.
+/// full first, the build goes on flat out (`IndexBuild::hurry`).
+///
+/// Only in the fair class. With the latency path real-time (`keel_sched::realtime_priority`)
+/// a woken shard or session takes the core from a helper at once, so resting buys nothing,
+/// and the helper only gets what the real-time threads leave: paced as well, the build for
+/// 3.1M ids came back after the index had filled and grown in line, a 300 ms stall of the
+/// shard (docs/benchmarks.md, twentieth session). There it runs flat out, as before.
+///
+/// `KEEL_INDEX_BUILD_PERCENT` (1 to 100) overrides both: a diagnostic switch, for comparing
+/// runs of one binary.
 const INDEX_BUILD_PERCENT: u32 = 25;
 const INDEX_BUILD_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn index_build_percent() -> u32 {
+    let default = if keel_sched::realtime_priority().is_some() { 100 } else { INDEX_BUILD_PERCENT };
     std::env::var("KEEL_INDEX_BUILD_PERCENT")
         .ok()
         .and_then(|percent| percent.parse().ok())
-        .unwrap_or(INDEX_BUILD_PERCENT)
+        .unwrap_or(default)
 }
 
 /// Tunables.
