@@ -606,6 +606,54 @@ fn the_report_index_is_built_off_the_shard_and_every_report_id_still_dedupes() {
     assert_eq!(store.engine().state_hash(), expected);
 }
 
+/// A state pass and a report index build never start beside each other: a pass that is due
+/// waits while a build is out, and a build offered while a pass runs waits until the index is
+/// five eighths full. Checked after every flush of a tenant with passes every 20,000 commands
+/// (stretched to its size) while it grows past two index builds.
+#[test]
+fn a_state_pass_and_a_report_index_build_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let trade = new_trades("TURN");
+    let every = StoreOptions {
+        state_hash_interval: 20_000,
+        snapshot_interval: 20_000,
+        ..StoreOptions::default()
+    };
+    let (mut store, _) = TenantStore::open(&data, demo(), every).unwrap();
+    let (mut n, mut passes, mut builds, mut deferred) = (0, 0, 0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while store.indexes_installed() < 2 {
+        assert!(std::time::Instant::now() < deadline, "two index builds by {n} trades");
+        let (pass_before, build_before) = (store.state_pass_running(), store.index_building());
+        for _ in 0..500 {
+            assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+            n += 1;
+        }
+        store.flush().unwrap();
+        let (pass, build) = (store.state_pass_running(), store.index_building());
+        if pass && !pass_before {
+            passes += 1;
+            assert!(!build, "a pass started beside an index build at {n} trades");
+        }
+        if build && !build_before {
+            builds += 1;
+            if pass {
+                deferred += 1;
+                let (len, capacity) = store.engine().index_fill();
+                assert!(len >= capacity / 8 * 5, "a build beside a pass at {len} of {capacity}");
+            }
+        }
+    }
+    assert!(passes > 0 && builds > 0, "{passes} passes, {builds} builds in {n} trades");
+    eprintln!("{n} trades: {passes} passes, {builds} builds, {deferred} of them beside a pass");
+    let engine = store.close().unwrap();
+    let expected = engine.state_hash();
+    let (store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    assert_eq!(store.engine().state_hash(), expected);
+}
+
 /// A command over the old 1 MiB envelope limit (a settlement price file of a large options
 /// book) is journaled whole and replays; one over the journal's own limit is refused before it
 /// changes anything, with an error that says so, and the tenant goes on.

@@ -553,6 +553,17 @@ impl TenantStore {
         }
     }
 
+    /// Whether a background state pass is running (`flush` starts one when a state hash or a
+    /// snapshot is due, and takes its result once it is done).
+    pub fn state_pass_running(&self) -> bool {
+        self.pass.is_some()
+    }
+
+    /// Whether the report index's next size is being built on a helper thread.
+    pub fn index_building(&self) -> bool {
+        self.index_build.is_some()
+    }
+
     /// Report indexes built on a helper thread and installed since the store opened.
     pub fn indexes_installed(&self) -> u64 {
         self.indexes_installed
