@@ -90,9 +90,16 @@ impl Stocks {
     /// Tops every stock up to its size; returns how many buffers it made. For the helper:
     /// each buffer is written whole, which is what faults its pages in.
     pub fn restock(&self) -> usize {
+        self.restock_with(&mut || {})
+    }
+
+    /// As `restock`, calling `between` after each buffer (a few KiB to a few hundred, some
+    /// microseconds to a few hundred of faults): for a helper that gives way
+    /// (`keel_sched::GiveWay`). Each buffer is in the stock as soon as it is made.
+    pub fn restock_with(&self, between: &mut dyn FnMut()) -> usize {
         self.wanted.store(false, Ordering::Release);
         let stocks: Vec<_> = lock(&self.stocks).clone();
-        stocks.iter().map(|stock| stock.restock()).sum()
+        stocks.iter().map(|stock| stock.restock(between)).sum()
     }
 
     /// Whether a stock ran low since the last `restock`.
@@ -311,8 +318,8 @@ impl<T: Clone> Stock<T> {
 
 /// A stock as the helper sees it, whatever its element type.
 trait Restock: Send + Sync {
-    /// Tops the stock up; returns how many buffers it made.
-    fn restock(&self) -> usize;
+    /// Tops the stock up, calling `between` after each buffer; returns how many it made.
+    fn restock(&self, between: &mut dyn FnMut()) -> usize;
     fn held(&self) -> usize;
     /// Raises the target for the coming image's copies, once an image; true if it did.
     fn reserve(&self) -> bool;
@@ -328,21 +335,19 @@ trait Restock: Send + Sync {
 }
 
 impl<T: Clone + Send> Restock for Stock<T> {
-    fn restock(&self) -> usize {
+    fn restock(&self, between: &mut dyn FnMut()) -> usize {
         let (missing, sample) = {
             let held = lock(&self.held);
             (self.target().saturating_sub(held.buffers.len()), held.sample.clone())
         };
-        // Made without the lock, so that the shard's takes never wait for a page fault.
-        let made: Vec<Vec<T>> = (0..missing)
-            .map(|_| {
-                let mut buffer = Vec::with_capacity(self.capacity);
-                buffer.resize(self.capacity, sample.clone());
-                buffer.clear();
-                buffer
-            })
-            .collect();
-        lock(&self.held).buffers.extend(made);
+        for _ in 0..missing {
+            // Made without the lock, so that the shard's takes never wait for a page fault.
+            let mut buffer = Vec::with_capacity(self.capacity);
+            buffer.resize(self.capacity, sample.clone());
+            buffer.clear();
+            lock(&self.held).buffers.push(buffer);
+            between();
+        }
         missing
     }
 
@@ -408,9 +413,12 @@ mod tests {
         let mut cow: CowVec<u64> = CowVec::new();
         cow.push(7);
         assert!(stocks.wanted());
-        let made = stocks.restock();
+        // The helper is called back after each buffer, which is in the stock by then.
+        let mut seen = Vec::new();
+        let made = stocks.restock_with(&mut || seen.push(stocks.buffers()));
         let depth = STOCK_BYTES / (CowVec::<u64>::chunk_len() * 8);
         assert_eq!(made, depth);
+        assert_eq!(seen, (1..=depth).collect::<Vec<_>>());
         assert!(!stocks.wanted());
         assert_eq!(stocks.buffers(), depth);
         // Each further chunk takes a buffer; under half, the helper is asked again.

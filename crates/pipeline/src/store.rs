@@ -540,8 +540,11 @@ impl TenantStore {
                 keel_sched::enter(keel_sched::Role::Helper);
                 let started = std::time::Instant::now();
                 let mut duty = keel_sched::Duty::new(index_build_percent(), INDEX_BUILD_SLICE);
+                let mut give_way = keel_sched::GiveWay::new();
                 let built = job.build_with(|| {
-                    if !hurried.load(Ordering::Relaxed) {
+                    if hurried.load(Ordering::Relaxed) {
+                        give_way.now();
+                    } else {
                         duty.step();
                     }
                 });

@@ -199,6 +199,55 @@ pub fn current_class() -> Class {
     os::current()
 }
 
+/// How long a helper works before it gives way to a thread waiting for its core
+/// ([`GiveWay`]).
+pub const GIVE_WAY_EVERY: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Lets a helper's long piece of work (faulting in a mebibyte of buffers, building an index)
+/// stop every [`GIVE_WAY_EVERY`] or so for any thread waiting for its core: the helper calls
+/// [`GiveWay::now`] between small pieces of its work, and once that much time has passed
+/// since the last, it yields (`sched_yield`), which costs one system call when nobody waits.
+///
+/// The fair scheduler lets a thread that has just been picked run out its slice before a
+/// thread woken on the same core may preempt it (EEVDF's run to parity): a chunk stock
+/// helper that woke every 80 ms and faulted in a mebibyte or two at once held its core for 1
+/// to 1.7 ms each time, and a shard, journal writer or runtime worker woken there waited all
+/// of it; at 100k trades a second that was the largest single cause of the open loop's waits
+/// over 0.3 ms (docs/benchmarks.md, twenty-first session). A yielding thread's deadline moves
+/// a slice on, so the waiting thread, which has run less, is picked.
+#[derive(Debug)]
+pub struct GiveWay {
+    every: std::time::Duration,
+    since: std::time::Instant,
+}
+
+impl GiveWay {
+    pub fn new() -> Self {
+        Self::every(GIVE_WAY_EVERY)
+    }
+
+    pub fn every(every: std::time::Duration) -> Self {
+        Self { every, since: std::time::Instant::now() }
+    }
+
+    /// Between two pieces of work: yields if `every` has passed since the last time. Returns
+    /// whether it did.
+    pub fn now(&mut self) -> bool {
+        if self.since.elapsed() < self.every {
+            return false;
+        }
+        std::thread::yield_now();
+        self.since = std::time::Instant::now();
+        true
+    }
+}
+
+impl Default for GiveWay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Keeps a helper thread to a share of one core: the helper calls [`Duty::step`] between
 /// small pieces of its work (each well under a millisecond), and once it has been busy for a
 /// slice, `step` sleeps long enough that busy time stays `percent` of the elapsed time.
@@ -216,23 +265,32 @@ pub struct Duty {
     percent: u32,
     slice: std::time::Duration,
     busy_since: std::time::Instant,
+    give_way: GiveWay,
 }
 
 impl Duty {
     /// Busy for `slice` at a time, then resting so that busy time is `percent` (1 to 100) of
     /// the whole; 100 never rests.
     pub fn new(percent: u32, slice: std::time::Duration) -> Self {
-        Self { percent: percent.clamp(1, 100), slice, busy_since: std::time::Instant::now() }
+        Self {
+            percent: percent.clamp(1, 100),
+            slice,
+            busy_since: std::time::Instant::now(),
+            give_way: GiveWay::new(),
+        }
     }
 
-    /// Between two pieces of work: rests if a slice of busy time is up.
+    /// Between two pieces of work: rests if a slice of busy time is up, and otherwise gives
+    /// way to a thread waiting for the core ([`GiveWay`]), flat out (100%) as well.
     pub fn step(&mut self) {
         let busy = self.busy_since.elapsed();
         if busy < self.slice || self.percent >= 100 {
+            self.give_way.now();
             return;
         }
         std::thread::sleep(Self::rest_for(busy, self.percent));
         self.busy_since = std::time::Instant::now();
+        self.give_way.since = self.busy_since;
     }
 
     /// The rest after `busy` that makes it `percent` of busy plus rest.
@@ -386,6 +444,27 @@ mod tests {
         let started = std::time::Instant::now();
         duty.step();
         assert!(started.elapsed() < ms(5), "a new slice");
+    }
+
+    #[test]
+    fn give_way_yields_once_its_time_is_up_and_starts_again() {
+        use std::time::Duration;
+        // (every, waited before asking, yields)
+        let cases = [
+            (Duration::from_secs(3600), Duration::ZERO, false),
+            (Duration::ZERO, Duration::ZERO, true),
+            (Duration::from_millis(2), Duration::from_millis(3), true),
+        ];
+        for (every, waited, yields) in cases {
+            let mut give_way = GiveWay::every(every);
+            std::thread::sleep(waited);
+            assert_eq!(give_way.now(), yields, "every {every:?}, after {waited:?}");
+        }
+        // After a yield the time starts again: not again at once.
+        let mut give_way = GiveWay::every(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(give_way.now());
+        assert!(!give_way.now(), "a new period");
     }
 
     #[test]

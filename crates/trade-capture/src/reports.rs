@@ -134,7 +134,7 @@ impl IndexJob {
     }
 
     /// As `build`, calling `between` between pieces of the work (every `BUILD_PIECE` records,
-    /// and every mebibyte of a new index's slots as they are faulted in): for a builder that
+    /// and every 64 KiB of a new index's slots as they are faulted in): for a builder that
     /// paces itself (`keel_sched::Duty`).
     pub fn build_with(self, mut between: impl FnMut()) -> BuiltIndex {
         let records = &self.records;
