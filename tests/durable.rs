@@ -654,6 +654,65 @@ fn a_state_pass_and_a_report_index_build_take_turns() {
     assert_eq!(store.engine().state_hash(), expected);
 }
 
+/// What `OnDurable` saw: (the durable sequence, the thread it ran on).
+type Released = std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>;
+
+struct Release(Released);
+
+impl keel_journal::OnDurable for Release {
+    fn durable(self: Box<Self>, durable: keel_journal::Durable) {
+        let thread = std::thread::current().name().unwrap_or_default().to_owned();
+        self.0.lock().unwrap().push((durable.sequence, thread));
+    }
+
+    fn failed(self: Box<Self>, why: &str) {
+        panic!("failed: {why}");
+    }
+}
+
+/// A batch's answers are released by the journal writer the moment the batch is durable, with
+/// nothing asked of the store's caller (a shard busy with the next batch); a batch with
+/// nothing to write has its answers released by the caller, once what went before is durable.
+#[test]
+fn answers_are_released_by_the_writer_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path());
+    import_durable(&options(), trades(), &data, StoreOptions::default()).unwrap();
+    let (mut store, _) = TenantStore::open(&data, demo(), StoreOptions::default()).unwrap();
+    let trade = new_trades("THEN");
+    let released = Released::default();
+    let mut sequences = Vec::new();
+    for n in 0..3 {
+        assert!(store.stage(trade(n), 0).unwrap().is_accepted());
+        sequences.push(store.engine().last_sequence());
+        store.then(Box::new(Release(released.clone())));
+        store.flush().unwrap();
+    }
+    // Not polled, not waited for: the writer runs them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while released.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "released: {:?}", released.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    for ((durable, thread), sequence) in released.lock().unwrap().iter().zip(&sequences) {
+        assert!(durable >= sequence, "released at {durable}, staged {sequence}");
+        assert_eq!(thread, "journal-demo");
+    }
+    // A query's batch: nothing to write. Held until what was staged before it is durable.
+    assert!(store.stage(trade(3), 0).unwrap().is_accepted());
+    store.flush().unwrap();
+    let before = store.engine().last_sequence();
+    let caller = std::thread::current().name().unwrap_or_default().to_owned();
+    store.then(Box::new(Release(released.clone())));
+    store.flush().unwrap();
+    store.wait_durable(before).unwrap();
+    let last = released.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(released.lock().unwrap().len(), 4);
+    assert!(last.0 >= before, "{last:?} before {before}");
+    assert_eq!(last.1, caller, "run by the caller");
+    store.close().unwrap();
+}
+
 /// A command over the old 1 MiB envelope limit (a settlement price file of a large options
 /// book) is journaled whole and replays; one over the journal's own limit is refused before it
 /// changes anything, with an error that says so, and the tenant goes on.

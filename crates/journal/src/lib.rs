@@ -44,4 +44,4 @@ pub use snapshot::{
     list_snapshots, load_snapshot, write_snapshot, write_snapshot_streamed, HashingWriter, Pacing,
     Snapshot,
 };
-pub use writer::{Durable, JournalWriter, WriteBatch};
+pub use writer::{Durable, JournalWriter, OnDurable, WriteBatch};

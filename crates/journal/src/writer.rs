@@ -23,6 +23,30 @@ pub struct WriteBatch {
     payloads: Vec<u8>,
     records: Vec<Staged>,
     commands: usize,
+    /// Run by the writer thread once the batch is durable, or has failed.
+    then: Then,
+}
+
+/// What the writer thread does once a batch is durable or has failed: the caller's answers
+/// for it, so that they go out the moment the disk has them rather than when the caller
+/// (a shard busy applying the next batch) gets round to it. Run on the writer's thread, before
+/// the caller hears of the commit; should be short (a few channel sends).
+pub trait OnDurable: Send {
+    /// Everything in the batch, and every batch before it, is durable up to `durable`.
+    fn durable(self: Box<Self>, durable: Durable);
+    /// The batch will never be durable: the writer stopped (`why`). Not run when the writer
+    /// cannot run anything (its thread ended, a batch it never received): an implementation
+    /// that must answer in every case does so when dropped unrun.
+    fn failed(self: Box<Self>, why: &str);
+}
+
+#[derive(Default)]
+struct Then(Option<Box<dyn OnDurable>>);
+
+impl std::fmt::Debug for Then {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Then(Some)" } else { "Then(None)" })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +79,20 @@ impl WriteBatch {
         self.records.push(Staged::StateHash { sequence, state_hash });
     }
 
+    /// Has the writer run `then` once this batch is durable (or failed). One per batch: a
+    /// second replaces the first, which is dropped unrun. Not run for a batch with nothing in
+    /// it, which is never sent (`JournalWriter::send` gives it back: see there).
+    pub fn then(&mut self, then: Box<dyn OnDurable>) {
+        self.then = Then(Some(then));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Whether `then` was set.
+    pub fn has_then(&self) -> bool {
+        self.then.0.is_some()
     }
 
     /// Commands in the batch (checkpoints not counted).
@@ -68,6 +104,7 @@ impl WriteBatch {
         self.payloads.clear();
         self.records.clear();
         self.commands = 0;
+        self.then = Then(None);
     }
 
     fn append_to(&self, journal: &mut Journal, key: &NodeKey) -> Result<(), JournalError> {
@@ -167,18 +204,24 @@ impl JournalWriter {
         self.spare.pop().unwrap_or_default()
     }
 
-    /// Hands `batch` to the writer. Blocks while `depth` batches are already waiting.
-    pub fn send(&mut self, batch: WriteBatch) -> Result<(), JournalError> {
+    /// Hands `batch` to the writer. Blocks while `depth` batches are already waiting. An
+    /// empty batch is not sent: its `then` (if any) is returned, for the caller to run once
+    /// what it sent before is durable.
+    pub fn send(
+        &mut self,
+        mut batch: WriteBatch,
+    ) -> Result<Option<Box<dyn OnDurable>>, JournalError> {
         self.check()?;
         if batch.is_empty() {
+            let then = batch.then.0.take();
             self.spare.push(batch);
-            return Ok(());
+            return Ok(then);
         }
         let sent = self.work.as_ref().map(|work| work.send(batch));
         match sent {
             Some(Ok(())) => {
                 self.in_flight += 1;
-                Ok(())
+                Ok(None)
             }
             // The writer is gone: its report says why.
             _ => {
@@ -346,6 +389,12 @@ fn write_loop(
         match written {
             Ok(sequence) => {
                 let durable = Durable { sequence, chain: journal.last_chain() };
+                // The answers first: they are what the latency is measured to.
+                for batch in &mut taken {
+                    if let Some(then) = batch.then.0.take() {
+                        then.durable(durable);
+                    }
+                }
                 for mut batch in taken.drain(..) {
                     batch.clear();
                     if report.send(Ok((durable, batch, micros.take()))).is_err() {
@@ -355,6 +404,14 @@ fn write_loop(
                 wake();
             }
             Err(error) => {
+                let why = error.to_string();
+                // Every batch taken, and every one still queued: none will be written now.
+                taken.extend(std::iter::from_fn(|| queue.try_recv().ok()));
+                for batch in &mut taken {
+                    if let Some(then) = batch.then.0.take() {
+                        then.failed(&why);
+                    }
+                }
                 let _ = report.send(Err(error));
                 wake();
                 return journal;
@@ -536,5 +593,90 @@ mod tests {
         batch.command(2, |out| out.push(2));
         assert!(writer.send(batch).is_err());
         assert_eq!(writer.durable().sequence, 1);
+    }
+
+    /// What `OnDurable` saw: (batch, durable sequence or the failure, the thread it ran on).
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u64, Result<u64, String>, String)>>>;
+
+    /// Records what it is told, and "dropped unrun" when dropped without being run (as a
+    /// batch that never reached the writer is).
+    struct Record {
+        batch: u64,
+        seen: Seen,
+        ran: bool,
+    }
+
+    impl Record {
+        fn new(batch: u64, seen: &Seen) -> Box<Self> {
+            Box::new(Self { batch, seen: seen.clone(), ran: false })
+        }
+
+        fn push(&mut self, result: Result<u64, String>) {
+            self.ran = true;
+            let thread = std::thread::current().name().unwrap_or_default().to_owned();
+            self.seen.lock().expect("seen").push((self.batch, result, thread));
+        }
+    }
+
+    impl OnDurable for Record {
+        fn durable(mut self: Box<Self>, durable: Durable) {
+            self.push(Ok(durable.sequence));
+        }
+
+        fn failed(mut self: Box<Self>, why: &str) {
+            self.push(Err(why.to_owned()));
+        }
+    }
+
+    impl Drop for Record {
+        fn drop(&mut self) {
+            if !self.ran {
+                self.push(Err("dropped unrun".into()));
+            }
+        }
+    }
+
+    /// Each batch's `then` runs on the writer's thread once the batch is durable, before the
+    /// caller hears of it; a failure fails every batch taken or queued; an empty batch is not
+    /// sent and its `then` comes back.
+    #[test]
+    fn then_runs_on_the_writer_once_durable_or_failed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let seen = Seen::default();
+        let mut writer = JournalWriter::spawn(open(dir.path()), key(), 4).expect("spawn");
+        for sequence in 1..=3 {
+            let mut batch = writer.batch();
+            batch.command(sequence, |out| out.push(sequence as u8));
+            batch.then(Record::new(sequence, &seen));
+            assert!(writer.send(batch).expect("send").is_none(), "sent with it");
+        }
+        writer.wait_all().expect("durable");
+        {
+            let seen = seen.lock().expect("seen");
+            assert_eq!(seen.len(), 3, "all three ran before the caller heard: {seen:?}");
+            for (at, (batch, durable, thread)) in seen.iter().enumerate() {
+                assert_eq!(*batch, at as u64 + 1, "in order");
+                assert!(durable.as_ref().is_ok_and(|&d| d >= *batch), "{durable:?}");
+                assert_eq!(thread, "journal-writer");
+            }
+        }
+        let mut empty = writer.batch();
+        empty.then(Record::new(4, &seen));
+        let back = writer.send(empty).expect("send").expect("an empty batch's then comes back");
+        back.durable(writer.durable());
+        assert_eq!(seen.lock().expect("seen").len(), 4);
+        // Out of order: this batch and the one behind it fail (the second may find the writer
+        // gone already, and is dropped unrun then: its owner answers it as failed).
+        for (batch, sequence) in [(5, 9), (6, 10)] {
+            let mut bad = writer.batch();
+            bad.command(sequence, |out| out.push(0));
+            bad.then(Record::new(batch, &seen));
+            let _ = writer.send(bad);
+        }
+        assert!(writer.wait_all().is_err());
+        let seen = seen.lock().expect("seen");
+        let failed: Vec<_> =
+            seen[4..].iter().map(|(batch, result, _)| (*batch, result.is_err())).collect();
+        assert_eq!(failed, [(5, true), (6, true)], "{seen:?}");
     }
 }

@@ -14,8 +14,9 @@ use anyhow::Context;
 use keel_domain::TenantId;
 use keel_engine::{Command, Engine, EngineImage, Envelope, Outcome, StateHash};
 use keel_journal::{
-    read_journal, ChainHash, Corruption, Journal, JournalError, JournalOptions, JournalWriter,
-    Location, NodeKey, OpenReport, RecordKind, StartAfter, Trust, WriteBatch,
+    read_journal, ChainHash, Corruption, Durable, Journal, JournalError, JournalOptions,
+    JournalWriter, Location, NodeKey, OnDurable, OpenReport, RecordKind, StartAfter, Trust,
+    WriteBatch,
 };
 use keel_trade_capture::{IndexJob, Install};
 
@@ -191,6 +192,19 @@ pub struct TenantStore {
     indexes_installed: u64,
     /// Where the coming image's reserve of chunks for its copies is.
     reserve: Reserve,
+    /// What to run once durable (`then`) for batches that had nothing to write, each with the
+    /// last sequence staged before it: run as soon as that is durable (`poll_durable`).
+    held: Held,
+}
+
+/// `TenantStore::held`.
+#[derive(Default)]
+struct Held(std::collections::VecDeque<(u64, Box<dyn OnDurable>)>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({} waiting)", self.0.len())
+    }
 }
 
 /// A report index build out on a helper thread, which returns what it built and how long that
@@ -358,6 +372,7 @@ impl TenantStore {
             index_build: None,
             indexes_installed: 0,
             reserve: Reserve::None,
+            held: Held::default(),
         };
         // A reopened tenant spaces them by its size already.
         store.state_hash_gap = store.stretched(store.options.state_hash_interval);
@@ -583,12 +598,35 @@ impl TenantStore {
     }
 
     fn send_staged(&mut self) -> Result<(), JournalError> {
-        if self.staging.is_empty() {
+        if self.staging.is_empty() && !self.staging.has_then() {
             return Ok(());
         }
         let next = self.writer.batch();
         let batch = std::mem::replace(&mut self.staging, next);
-        self.writer.send(batch)
+        if let Some(then) = self.writer.send(batch)? {
+            // Nothing of its own to write: it waits for what was sent before it.
+            self.held.0.push_back((self.engine.last_sequence(), then));
+        }
+        Ok(())
+    }
+
+    /// Has the journal writer run `then` once everything staged so far is durable (right
+    /// after the commit that makes it so, on the writer's thread), or failed: the caller's
+    /// answers for this batch, released without waiting for the caller. Set before `flush`;
+    /// one per flush. A batch with nothing to write runs it on the caller's thread instead,
+    /// in `poll_durable` or `wait_durable`, once what went before is durable.
+    pub fn then(&mut self, then: Box<dyn OnDurable>) {
+        self.staging.then(then);
+    }
+
+    /// Runs what `held` holds up to `durable`.
+    fn release_held(&mut self, durable: Durable) -> Durable {
+        while self.held.0.front().is_some_and(|(sequence, _)| *sequence <= durable.sequence) {
+            if let Some((_, then)) = self.held.0.pop_front() {
+                then.durable(durable);
+            }
+        }
+        durable
     }
 
     /// Passes each group commit's duration (write + `sync_data`, microseconds) reported since
@@ -604,12 +642,14 @@ impl TenantStore {
 
     /// The durable sequence now, without blocking.
     pub fn poll_durable(&mut self) -> anyhow::Result<u64> {
-        Ok(self.writer.poll()?.sequence)
+        let durable = self.writer.poll()?;
+        Ok(self.release_held(durable).sequence)
     }
 
     /// Blocks until `sequence` (already flushed) is durable; returns the durable sequence.
     pub fn wait_durable(&mut self, sequence: u64) -> anyhow::Result<u64> {
-        Ok(self.writer.wait(sequence)?.sequence)
+        let durable = self.writer.wait(sequence)?;
+        Ok(self.release_held(durable).sequence)
     }
 
     /// Has the journal writer unpark `thread` after each commit it reports
@@ -622,7 +662,8 @@ impl TenantStore {
     /// snapshots if one is due. Returns the durable sequence.
     pub fn commit(&mut self) -> anyhow::Result<u64> {
         self.flush()?;
-        Ok(self.writer.wait_all()?.sequence)
+        let durable = self.writer.wait_all()?;
+        Ok(self.release_held(durable).sequence)
     }
 
     /// Starts a whole-state pass without holding up the tenant: the shard takes a copy-on-write
@@ -759,6 +800,8 @@ impl TenantStore {
             self.checkpoint(true);
         }
         self.send_staged()?;
+        let durable = self.writer.wait_all()?;
+        self.release_held(durable);
         self.writer.close()?;
         Ok(self.engine)
     }
