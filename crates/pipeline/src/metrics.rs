@@ -99,8 +99,10 @@ pub struct TenantMetrics {
 }
 
 impl TenantMetrics {
+    /// The last durable sequence is now at least `sequence` (set by the shard and by the
+    /// journal writer as it releases answers: it never goes back).
     pub fn set_last_sequence(&self, sequence: u64) {
-        self.last_sequence.store(sequence, Relaxed);
+        self.last_sequence.fetch_max(sequence, Relaxed);
     }
 
     pub fn last_sequence(&self) -> u64 {

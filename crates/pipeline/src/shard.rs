@@ -88,7 +88,8 @@ struct Release {
 }
 
 impl OnDurable for Release {
-    fn durable(mut self: Box<Self>, _durable: Durable) {
+    fn durable(mut self: Box<Self>, durable: Durable) {
+        self.metrics.set_last_sequence(durable.sequence);
         let micros = self.started.elapsed().as_micros() as u64;
         self.metrics.record_commit(self.commands as u64, micros);
         for (request, answer) in self.requests.drain(..) {
@@ -120,13 +121,13 @@ impl Drop for Release {
 ///
 /// The loop is a pipeline: take what is queued (up to `batch_commands_max` commands), apply it
 /// and hand it to the journal writer with its answers, which the writer releases once it is
-/// durable (`Release`). It blocks on the queue only when nothing is in flight, and on the
-/// writer only when `in_flight_max` batches are waiting; with batches in flight and an empty
-/// queue it parks until the writer reports a commit or a request is queued, whichever comes
-/// first. So while one batch syncs, the next is being applied, even when it arrives during the
-/// sync. (It used to wait on the writer alone for up to 200 us, and a request arriving
-/// meanwhile waited with it: on a disk whose syncs take that long, most of every batch's
-/// queueing.)
+/// durable (`Release`). So while one batch syncs, the next is being applied, even when it
+/// arrives during the sync. With the queue empty it blocks on the queue, batches in flight or
+/// not: they need nothing more from it. It waits for the writer only when `in_flight_max`
+/// batches are waiting, and when the store holds answers of its own (a batch of queries,
+/// nothing to write): then it parks until the writer reports a commit or a request is queued,
+/// whichever comes first. (It used to be woken by every commit, to release its answers: one
+/// more wake-up per batch, on the busiest thread.)
 pub(crate) fn run(
     mut store: TenantStore,
     mut queue: mpsc::Receiver<Request>,
@@ -138,7 +139,7 @@ pub(crate) fn run(
     // The last sequence of each batch handed to the writer and not yet known durable.
     let mut pending: VecDeque<u64> = VecDeque::with_capacity(8);
     loop {
-        let next = if pending.is_empty() {
+        let next = if pending.is_empty() || !store.holds_answers() {
             match queue.blocking_recv() {
                 Some(request) => Some(request),
                 None => break, // Closed and drained: shut down.
@@ -148,6 +149,15 @@ pub(crate) fn run(
         };
         let result = match next {
             Some(first) => {
+                if !pending.is_empty() {
+                    // The reports in since the last look: their batches come back for reuse
+                    // before this one is staged. A failure shows again at the flush.
+                    if let Ok(durable) = store.poll_durable() {
+                        while pending.front().is_some_and(|&oldest| oldest <= durable) {
+                            pending.pop_front();
+                        }
+                    }
+                }
                 let mut requests = Vec::new();
                 let started = Instant::now();
                 let (commands, staged) =

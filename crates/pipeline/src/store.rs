@@ -619,6 +619,12 @@ impl TenantStore {
         self.staging.then(then);
     }
 
+    /// Whether answers wait here for what went before them (`then` on a batch with nothing
+    /// to write): the caller must then poll until they are released.
+    pub fn holds_answers(&self) -> bool {
+        !self.held.0.is_empty()
+    }
+
     /// Runs what `held` holds up to `durable`.
     fn release_held(&mut self, durable: Durable) -> Durable {
         while self.held.0.front().is_some_and(|(sequence, _)| *sequence <= durable.sequence) {
