@@ -76,30 +76,42 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 /// due): a helper starved of CPU delays the image, never stops it. `StoreOptions::reserve_wait`.
 pub const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The share of a core a report index build takes at most (`keel_sched::Duty`), resting
-/// after each `INDEX_BUILD_SLICE` of work: at 24M report ids a build flat out took a full core
-/// for about a second, beside a shard that then waited on the run queue half the time. At a
-/// quarter of a core it takes four times as long, inside the headroom the index has left (a
-/// job is handed out at half full; it fills at full); should the index reach three quarters
-/// full first, the build goes on flat out (`IndexBuild::hurry`).
+/// A report index build runs in the idle class (`keel_sched::Role::Spare`): it takes only CPU
+/// no other thread wants, and any thread that wakes takes its core at once. At 24M report ids a
+/// build flat out took a full core for about a second, beside a shard that then waited on the
+/// run queue half the time (twentieth session); paced to a quarter of a core in the normal
+/// class it still held cores for up to a millisecond at a time, since a thread that rests
+/// three quarters of the time is owed CPU when it runs, and the scheduler picked it again
+/// after it yielded (twenty-first session). The idle class also finished the builds sooner at
+/// 400k trades a second, with a third of the machine idle. Should the index reach three
+/// quarters full while the build is out, the store sets its hurry flag and it finishes flat
+/// out in the normal class (`IndexBuild::hurry`, `keel_sched::hurry`), so the index never fills
+/// and grows in line.
 ///
-/// Only in the fair class. With the latency path real-time (`keel_sched::realtime_priority`)
+/// Where the kernel would not let the build back out of the idle class (no `CAP_SYS_NICE` and
+/// an `RLIMIT_NICE` that does not allow nice 0: `keel_sched::can_hurry_from_idle`), it runs in
+/// the normal class instead, resting after each `INDEX_BUILD_SLICE` of work to keep to
+/// `INDEX_BUILD_PERCENT` of a core (`keel_sched::Duty`).
+///
+/// With the latency path real-time (`keel_sched::realtime_priority`)
 /// a woken shard or session takes the core from a helper at once, so resting buys nothing,
 /// and the helper only gets what the real-time threads leave: paced as well, the build for
 /// 3.1M ids came back after the index had filled and grown in line, a 300 ms stall of the
 /// shard (docs/benchmarks.md, twentieth session). There it runs flat out, as before.
 ///
-/// `KEEL_INDEX_BUILD_PERCENT` (1 to 100) overrides both: a diagnostic switch, for comparing
-/// runs of one binary.
+/// `KEEL_INDEX_BUILD_PERCENT` (1 to 100) overrides all of it: the build paced to that share
+/// in the normal class, a diagnostic switch for comparing runs of one binary.
 const INDEX_BUILD_PERCENT: u32 = 25;
 const INDEX_BUILD_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn index_build_percent() -> u32 {
     let default = if keel_sched::realtime_priority().is_some() { 100 } else { INDEX_BUILD_PERCENT };
-    std::env::var("KEEL_INDEX_BUILD_PERCENT")
-        .ok()
-        .and_then(|percent| percent.parse().ok())
-        .unwrap_or(default)
+    index_build_percent_set().unwrap_or(default)
+}
+
+/// `KEEL_INDEX_BUILD_PERCENT`, if set.
+fn index_build_percent_set() -> Option<u32> {
+    std::env::var("KEEL_INDEX_BUILD_PERCENT").ok().and_then(|percent| percent.parse().ok())
 }
 
 /// Tunables.
@@ -552,12 +564,26 @@ impl TenantStore {
         let hurried = hurry.clone();
         let spawned =
             std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
-                keel_sched::enter(keel_sched::Role::Helper);
+                // Spare CPU only (the idle class), until the index is three quarters full;
+                // where the idle class cannot be left again, or with an explicit share, paced
+                // in the normal class instead.
+                let paced = index_build_percent_set().is_some();
+                keel_sched::enter(if paced {
+                    keel_sched::Role::Helper
+                } else {
+                    keel_sched::Role::Spare
+                });
+                let idle = keel_sched::current_class() == keel_sched::Class::Idle;
                 let started = std::time::Instant::now();
-                let mut duty = keel_sched::Duty::new(index_build_percent(), INDEX_BUILD_SLICE);
+                let percent = if idle { 100 } else { index_build_percent() };
+                let mut duty = keel_sched::Duty::new(percent, INDEX_BUILD_SLICE);
                 let mut give_way = keel_sched::GiveWay::new();
+                let mut hurrying = false;
                 let built = job.build_with(|| {
                     if hurried.load(Ordering::Relaxed) {
+                        if !std::mem::replace(&mut hurrying, true) {
+                            keel_sched::hurry();
+                        }
                         give_way.now();
                     } else {
                         duty.step();

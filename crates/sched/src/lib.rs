@@ -20,6 +20,10 @@
 //!   class: a helper started by a real-time thread would otherwise inherit its class.
 //! - [`Role::Background`]: state hashes and snapshots. `SCHED_IDLE`, so that any thread that
 //!   wakes takes their core at once.
+//! - [`Role::Spare`]: work with a deadline that should take only spare CPU until it must hurry
+//!   (report index builds). `SCHED_IDLE` until [`hurry`], then the normal class; the normal
+//!   class throughout where the kernel would not let it back out of the idle one, or with the
+//!   latency path real-time.
 //! - [`Role::Writer`]: threads that write files on the journal's disk beside it (preparing the
 //!   next journal segment), and any thread while inside [`writing`] (a snapshot's writes and
 //!   syncs). One real-time priority below the latency path when it is real-time, the normal
@@ -48,6 +52,11 @@ pub enum Role {
     Helper,
     /// Long passes that may take whatever CPU is left (state hashes, snapshots).
     Background,
+    /// Work with a deadline that should take only CPU nobody else wants until it must hurry
+    /// (report index builds): the idle class, and the normal one after [`hurry`]. In the
+    /// normal class from the start where that could not be undone (see [`can_hurry_from_idle`])
+    /// or when the latency path is real-time (which preempts a normal thread at once anyway).
+    Spare,
     /// File writes on the journal's disk that must not be preempted part way (segment
     /// preparation; a snapshot's writes, through [`writing`]).
     Writer,
@@ -122,8 +131,37 @@ fn apply(role: Role) -> Result<(), SchedError> {
         (Role::Latency, None) => Ok(()),
         (Role::Helper, _) => os::leave_realtime(),
         (Role::Background, _) => os::set_idle(),
+        (Role::Spare, None) if can_hurry_from_idle() => os::set_idle(),
+        (Role::Spare, _) => os::set_normal(),
         (Role::Writer, Some(priority)) => os::set_fifo(writer_priority(priority)),
         (Role::Writer, None) => os::set_normal(),
+    }
+}
+
+/// Whether a thread in the idle class may go back to the normal one (`sched_setscheduler` to
+/// `SCHED_OTHER` at nice 0 needs root, `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows nice 0).
+/// Asked once, of a short-lived thread.
+pub fn can_hurry_from_idle() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("sched-probe".into())
+            .spawn(|| os::set_idle().is_ok() && os::set_normal().is_ok())
+            .ok()
+            .and_then(|probe| probe.join().ok())
+            .unwrap_or(false)
+    })
+}
+
+/// A [`Role::Spare`] thread that must now finish in good time: back to the normal class (from
+/// the idle one; otherwise nothing to do). Best effort: a refusal is logged and the thread
+/// stays where it is.
+pub fn hurry() {
+    if os::current() != Class::Idle {
+        return;
+    }
+    if let Err(error) = os::set_normal() {
+        tracing::debug!(%error, "a spare thread could not leave the idle class");
     }
 }
 
@@ -513,6 +551,35 @@ mod tests {
             Class::Normal,
             "a helper that inherited the real-time class gives it up"
         );
+    }
+
+    /// A spare thread is idle until it hurries, then normal, where the kernel lets it leave
+    /// the idle class again (root in CI); normal throughout where it does not.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_spare_thread_is_idle_until_it_hurries() {
+        let seen = std::thread::spawn(|| {
+            enter(Role::Spare);
+            let before = current_class();
+            hurry();
+            (before, current_class())
+        })
+        .join()
+        .expect("thread");
+        if can_hurry_from_idle() {
+            assert_eq!(seen, (Class::Idle, Class::Normal));
+        } else {
+            assert_eq!(seen, (Class::Normal, Class::Normal));
+        }
+        // Hurrying a thread that is not idle changes nothing.
+        let normal = std::thread::spawn(|| {
+            enter(Role::Helper);
+            hurry();
+            current_class()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(normal, Class::Normal);
     }
 
     /// Inside `writing` a background thread is in the normal class (no real time configured
