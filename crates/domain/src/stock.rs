@@ -72,6 +72,9 @@ pub struct Stocks {
     stocks: Mutex<Vec<Arc<dyn Restock>>>,
     /// Set when a stock fell under half; cleared by the helper as it starts a round.
     wanted: AtomicBool,
+    /// Set when a stock fell under a quarter of its usual size: the helper must hurry
+    /// (`take_urgent`).
+    urgent: AtomicBool,
     closed: AtomicBool,
     /// The helper, woken when a stock runs low.
     helper: OnceLock<std::thread::Thread>,
@@ -163,6 +166,17 @@ impl Stocks {
             self.wake();
         }
     }
+
+    /// Whether a stock fell under a quarter of its usual size since the last call: a helper
+    /// that works on spare CPU only should hurry (`keel_sched::hurry`) until the round ends.
+    pub fn take_urgent(&self) -> bool {
+        self.urgent.swap(false, Ordering::AcqRel)
+    }
+
+    fn running_out(&self) {
+        self.urgent.store(true, Ordering::Release);
+        self.low();
+    }
 }
 
 /// Makes `stocks` where this thread's new `CowVec` chunks come from, until the guard is
@@ -221,7 +235,9 @@ fn take<T: Clone + Send + 'static>(capacity: usize, sample: Option<&T>) -> Vec<T
         let (buffer, left) = stock.take();
         let counter = if sample.is_none() { &stock.copies } else { &stock.chunks };
         counter.fetch_add(1, Ordering::Relaxed);
-        if left < stock.target() / 2 {
+        if left < stock.depth / 4 {
+            local.stocks.running_out();
+        } else if left < stock.target() / 2 {
             local.stocks.low();
         }
         buffer
@@ -445,6 +461,37 @@ mod tests {
             cow.push(value);
         }
         assert_eq!(stocks.buffers(), before, "uninstalled: chunks are allocated again");
+    }
+
+    /// Under half the helper is asked for a round; under a quarter of the usual size it is
+    /// also told to hurry, once.
+    #[test]
+    fn a_stock_under_a_quarter_is_urgent() {
+        let stocks = Stocks::new();
+        let _installed = install(stocks.clone());
+        let chunk = CowVec::<u64>::chunk_len();
+        let depth = STOCK_BYTES / (chunk * 8);
+        let mut cow: CowVec<u64> = CowVec::new();
+        cow.push(0);
+        assert!(stocks.take_urgent(), "the first chunk found its stock empty");
+        stocks.restock();
+        assert!(!stocks.take_urgent());
+        let mut value = 1_u64;
+        // (buffers left after the pushes, wanted, urgent)
+        let cases = [
+            (depth / 2 + 1, false, false),
+            (depth / 2 - 1, true, false),
+            (depth / 4 - 1, true, true),
+        ];
+        for (left, wanted, urgent) in cases {
+            while stocks.buffers() > left {
+                cow.push(value);
+                value += 1;
+            }
+            assert_eq!(stocks.wanted(), wanted, "{left} left");
+            assert_eq!(stocks.take_urgent(), urgent, "{left} left");
+        }
+        assert!(!stocks.take_urgent(), "told once");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use keel_domain::stock::{self, Stocks};
 use keel_domain::TenantId;
 
 /// Runs `f` with this thread's new `CowVec` chunks taken from stocks that a helper thread
-/// (`stock-<tenant>`, a `Role::Helper`) tops up whenever one runs low. The helper stops and is
+/// (`stock-<tenant>`, a `Role::Spare`) tops up whenever one runs low. The helper stops and is
 /// joined when `f` returns (or unwinds). Without a thread for the helper, `f` runs with chunks
 /// allocated as it goes, as it would without this.
 ///
@@ -25,7 +25,7 @@ pub fn with_chunk_stock<R>(tenant: TenantId, f: impl FnOnce() -> R) -> R {
     let stocks = Stocks::new();
     let filled = stocks.clone();
     let spawned = std::thread::Builder::new().name(format!("stock-{tenant}")).spawn(move || {
-        keel_sched::enter(keel_sched::Role::Helper);
+        keel_sched::enter(keel_sched::Role::Spare);
         fill(&filled);
     });
     let helper = match spawned {
@@ -46,15 +46,33 @@ fn enabled() -> bool {
 }
 
 /// The helper's loop: a round of restocking whenever a stock ran low, until closed.
+///
+/// The helper is a `Role::Spare`: in the idle class it tops the stocks up on CPU nobody else
+/// wants, and should a stock fall under a quarter of its usual size meanwhile
+/// (`Stocks::take_urgent`), it hurries in the normal class until the round is done. A round
+/// in the normal class can fault in a mebibyte or two (tens of megabytes before an image):
+/// done in one go it held a core for 1 to 1.7 ms, which a shard woken there waited out, so
+/// it gives way every 100 us.
 fn fill(stocks: &Stocks) {
-    // A round can fault in a mebibyte or two at once (tens of megabytes before an image):
-    // done in one go it held a core for 1 to 1.7 ms, which a shard woken there waited out.
+    let spare = keel_sched::current_class() == keel_sched::Class::Idle;
     let mut give_way = keel_sched::GiveWay::new();
     while !stocks.is_closed() {
         if stocks.wanted() {
+            let mut hurrying = false;
+            let hurry_if_urgent = |hurrying: &mut bool| {
+                if spare && !*hurrying && stocks.take_urgent() {
+                    keel_sched::hurry();
+                    *hurrying = true;
+                }
+            };
+            hurry_if_urgent(&mut hurrying);
             stocks.restock_with(&mut || {
+                hurry_if_urgent(&mut hurrying);
                 give_way.now();
             });
+            if hurrying {
+                keel_sched::enter(keel_sched::Role::Spare);
+            }
         } else {
             // Woken by the thread that took a buffer when a stock fell under half, and by
             // `close`; the timeout only bounds a missed wake.
