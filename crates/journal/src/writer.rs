@@ -349,8 +349,8 @@ impl JournalWriter {
 
 impl Drop for JournalWriter {
     fn drop(&mut self) {
-        // Close the queue and let the writer finish what it holds; nothing is acknowledged
-        // on its account unless a report said so.
+        // Close the queue and let the writer finish what it holds: what it makes durable has
+        // its `then` run as usual (the answers are true), and nothing else is acknowledged.
         self.work = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
