@@ -24,6 +24,7 @@
 //! ([`SlotIndex::with_capacity_faulted`]).
 
 use std::fmt;
+use std::ops::ControlFlow;
 
 /// What a slot holds: a key (or part of one) and the arena position it leads to. The all-zero
 /// value is the empty slot (positions are stored plus one).
@@ -131,23 +132,29 @@ impl<S: Slot> SlotIndex<S> {
     /// in `durable_submit`, from lookups and inserts in fresh indexes). Writing first
     /// costs one fault a page and no shootdown; here it is paid by the builder.
     pub fn with_capacity_faulted(capacity: usize) -> Self {
-        Self::with_capacity_faulted_with(capacity, || {})
+        match Self::with_capacity_faulted_with(capacity, || ControlFlow::Continue(())) {
+            Some(index) => index,
+            None => unreachable!("invariant: a builder that never stops is never stopped"),
+        }
     }
 
     /// As `with_capacity_faulted`, calling `between` after every 64 KiB faulted in (16
     /// pages, some 50 us here): for a builder that paces itself or gives way
-    /// (`keel_sched::GiveWay`).
-    pub fn with_capacity_faulted_with(capacity: usize, mut between: impl FnMut()) -> Self {
+    /// (`keel_sched::GiveWay`), and that may be told to stop (`between` breaks: `None`).
+    pub fn with_capacity_faulted_with(
+        capacity: usize,
+        mut between: impl FnMut() -> ControlFlow<()>,
+    ) -> Option<Self> {
         let mut index = Self::with_capacity(capacity);
         let per_page = (4096 / std::mem::size_of::<S>()).max(1);
         for (page, slot) in index.slots.iter_mut().step_by(per_page).enumerate() {
             // Opaque, so that the store of what calloc already gave is not optimized away.
             *slot = std::hint::black_box(S::EMPTY);
-            if page % 16 == 15 {
-                between();
+            if page % 16 == 15 && between().is_break() {
+                return None;
             }
         }
-        index
+        Some(index)
     }
 
     /// Entries it holds before it must grow: 3/4 of its slots.

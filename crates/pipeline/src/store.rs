@@ -220,11 +220,29 @@ impl std::fmt::Debug for Held {
 }
 
 /// A report index build out on a helper thread, which returns what it built and how long that
-/// took in microseconds. It paces itself (`INDEX_BUILD_PERCENT`) until `hurry` is set.
+/// took in microseconds. It takes spare CPU only (or paces itself) until `hurry` is set.
 #[derive(Debug)]
 struct IndexBuild {
-    thread: std::thread::JoinHandle<(keel_trade_capture::BuiltIndex, u64)>,
+    thread: std::thread::JoinHandle<Option<(keel_trade_capture::BuiltIndex, u64)>>,
     hurry: Arc<AtomicBool>,
+    /// Stops the build when the store goes (closed, or dropped on a fault) with it still out.
+    _stop: StopBuild,
+}
+
+/// Set when dropped: the build stops at its next piece (with `hurry` set too, so that a build
+/// in the idle class gets the CPU to see it), rather than running on for a store that is gone,
+/// holding the index it was building.
+#[derive(Debug)]
+struct StopBuild {
+    stop: Arc<AtomicBool>,
+    hurry: Arc<AtomicBool>,
+}
+
+impl Drop for StopBuild {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.hurry.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The chunk stocks' reserve for the copies of the coming image (`copies_reserved`).
@@ -518,7 +536,9 @@ impl TenantStore {
             Some(build) if build.thread.is_finished() => {
                 let Some(build) = self.index_build.take() else { return };
                 match build.thread.join() {
-                    Ok((built, micros)) => match self.engine.install_index(built) {
+                    // Stopped: only ever told to once the store is going.
+                    Ok(None) => tracing::debug!(%tenant, "report index build stopped"),
+                    Ok(Some((built, micros))) => match self.engine.install_index(built) {
                         Install::Again(job) => {
                             tracing::debug!(%tenant, micros, behind = job.records(), "report index: another round");
                             self.build_index(job);
@@ -562,6 +582,8 @@ impl TenantStore {
         let tenant = self.engine.tenant();
         let hurry = Arc::new(AtomicBool::new(false));
         let hurried = hurry.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let spawned =
             std::thread::Builder::new().name(format!("index-{tenant}")).spawn(move || {
                 // Spare CPU only (the idle class), until the index is three quarters full;
@@ -580,6 +602,9 @@ impl TenantStore {
                 let mut give_way = keel_sched::GiveWay::new();
                 let mut hurrying = false;
                 let built = job.build_with(|| {
+                    if stopped.load(Ordering::Relaxed) {
+                        return std::ops::ControlFlow::Break(());
+                    }
                     if hurried.load(Ordering::Relaxed) {
                         if !std::mem::replace(&mut hurrying, true) {
                             keel_sched::hurry();
@@ -588,11 +613,15 @@ impl TenantStore {
                     } else {
                         duty.step();
                     }
+                    std::ops::ControlFlow::Continue(())
                 });
-                (built, started.elapsed().as_micros() as u64)
+                built.map(|built| (built, started.elapsed().as_micros() as u64))
             });
         match spawned {
-            Ok(thread) => self.index_build = Some(IndexBuild { thread, hurry }),
+            Ok(thread) => {
+                let _stop = StopBuild { stop, hurry: hurry.clone() };
+                self.index_build = Some(IndexBuild { thread, hurry, _stop });
+            }
             Err(error) => tracing::debug!(%tenant, %error, "no thread for the index build"),
         }
     }

@@ -32,6 +32,7 @@
 //! arrival.
 
 use std::hash::BuildHasher;
+use std::ops::ControlFlow;
 
 use keel_domain::index::{tag, TaggedIndex};
 use keel_domain::{Canon, CanonSink, CowVec, ReportId};
@@ -130,17 +131,21 @@ impl IndexJob {
     /// Indexes the job's records, into a new index of the next capacity or (a later round)
     /// into the one built so far. Pure CPU, no shared state.
     pub fn build(self) -> BuiltIndex {
-        self.build_with(|| {})
+        match self.build_with(|| ControlFlow::Continue(())) {
+            Some(built) => built,
+            None => unreachable!("invariant: a build that is never stopped finishes"),
+        }
     }
 
     /// As `build`, calling `between` between pieces of the work (every `BUILD_PIECE` records,
     /// and every 64 KiB of a new index's slots as they are faulted in): for a builder that
-    /// paces itself (`keel_sched::Duty`).
-    pub fn build_with(self, mut between: impl FnMut()) -> BuiltIndex {
+    /// paces itself (`keel_sched::Duty`), and that may be told to stop (its store closed):
+    /// `between` breaks, and the build returns `None` at once.
+    pub fn build_with(self, mut between: impl FnMut() -> ControlFlow<()>) -> Option<BuiltIndex> {
         let records = &self.records;
         let mut index = match self.into {
             Target::Empty(capacity) => {
-                TaggedIndex::with_capacity_faulted_with(capacity, &mut between)
+                TaggedIndex::with_capacity_faulted_with(capacity, &mut between)?
             }
             Target::Built(index) => index,
         };
@@ -165,12 +170,17 @@ impl IndexJob {
             if len < BUILD_RUN {
                 break;
             }
-            if at as usize % BUILD_PIECE < BUILD_RUN {
-                between();
+            if at as usize % BUILD_PIECE < BUILD_RUN && between().is_break() {
+                return None;
             }
         }
         std::hint::black_box(touched);
-        BuiltIndex { index, end: records.len(), round: self.round, generation: self.generation }
+        Some(BuiltIndex {
+            index,
+            end: records.len(),
+            round: self.round,
+            generation: self.generation,
+        })
     }
 
     /// Records this job indexes.
@@ -600,5 +610,40 @@ mod tests {
         restored.reindex();
         assert_eq!(restored.get(&"R5".parse().unwrap()).map(|r| r.sequence), Some(5));
         assert_eq!(restored.len(), 10_000);
+    }
+
+    /// A build told to stop returns nothing, whether stopped while its slots are faulted in or
+    /// while it inserts; one never stopped builds what `build` builds.
+    #[test]
+    fn a_stopped_build_returns_nothing() {
+        let job = || {
+            let mut table = ReportTable::default();
+            let mut n = 0u64;
+            loop {
+                table.insert(record(&format!("S{n}"), n));
+                n += 1;
+                if table.index.capacity() >= 100_000 {
+                    if let Some(job) = table.index_job() {
+                        return job;
+                    }
+                }
+            }
+        };
+        // (calls before it stops, built)
+        for (calls, built) in [(0, false), (1, false), (40, false), (usize::MAX, true)] {
+            let mut left = calls;
+            let result = job().build_with(|| match left.checked_sub(1) {
+                Some(rest) => {
+                    left = rest;
+                    ControlFlow::Continue(())
+                }
+                None => ControlFlow::Break(()),
+            });
+            assert_eq!(result.is_some(), built, "stopped after {calls} calls");
+            if let Some(result) = result {
+                let whole = job().build();
+                assert_eq!((result.end, result.index.len()), (whole.end, whole.index.len()));
+            }
+        }
     }
 }
