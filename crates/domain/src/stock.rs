@@ -96,8 +96,8 @@ impl Stocks {
         self.restock_with(&mut || {})
     }
 
-    /// As `restock`, calling `between` after each buffer (a few KiB to a few hundred, some
-    /// microseconds to a few hundred of faults): for a helper that gives way
+    /// As `restock`, calling `between` after each buffer (a few KiB to a few hundred KiB:
+    /// microseconds to a few hundred microseconds of faults): for a helper that gives way
     /// (`keel_sched::GiveWay`). Each buffer is in the stock as soon as it is made.
     pub fn restock_with(&self, between: &mut dyn FnMut()) -> usize {
         self.wanted.store(false, Ordering::Release);

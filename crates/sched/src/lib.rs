@@ -252,7 +252,9 @@ pub const GIVE_WAY_EVERY: std::time::Duration = std::time::Duration::from_micros
 /// to 1.7 ms each time, and a shard, journal writer or runtime worker woken there waited all
 /// of it; at 100k trades a second that was the largest single cause of the open loop's waits
 /// over 0.3 ms (docs/benchmarks.md, twenty-first session). A yielding thread's deadline moves
-/// a slice on, so the waiting thread, which has run less, is picked.
+/// a slice on, so a waiting thread that has run less is picked; one that has run more than
+/// its share (a busy shard, beside a helper that rests most of the time) may not be, which is
+/// why the helpers also take spare CPU only where they can ([`Role::Spare`]).
 #[derive(Debug)]
 pub struct GiveWay {
     every: std::time::Duration,
