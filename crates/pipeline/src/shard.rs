@@ -153,9 +153,7 @@ pub(crate) fn run(
                     // The reports in since the last look: their batches come back for reuse
                     // before this one is staged. A failure shows again at the flush.
                     if let Ok(durable) = store.poll_durable() {
-                        while pending.front().is_some_and(|&oldest| oldest <= durable) {
-                            pending.pop_front();
-                        }
+                        forget_durable(&mut pending, durable);
                     }
                 }
                 let mut requests = Vec::new();
@@ -220,9 +218,7 @@ pub(crate) fn run(
                 return;
             }
         };
-        while pending.front().is_some_and(|&oldest| oldest <= durable) {
-            pending.pop_front();
-        }
+        forget_durable(&mut pending, durable);
         metrics.set_last_sequence(durable);
         store.take_commit_micros(|micros| metrics.record_sync(micros));
         store.take_pass_timings(|timing| match timing {
@@ -238,6 +234,14 @@ pub(crate) fn run(
     match store.close() {
         Ok(engine) => tracing::info!(%tenant, sequence = engine.last_sequence(), "tenant closed"),
         Err(error) => tracing::error!(%tenant, error = %error, "tenant did not close cleanly"),
+    }
+}
+
+/// Drops from `pending` (the last sequence of each batch with the writer) the batches that
+/// `durable` covers: their answers went out with them.
+fn forget_durable(pending: &mut VecDeque<u64>, durable: u64) {
+    while pending.front().is_some_and(|&oldest| oldest <= durable) {
+        pending.pop_front();
     }
 }
 
