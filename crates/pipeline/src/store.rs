@@ -97,7 +97,10 @@ pub const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_millis(5
 /// a woken shard or session takes the core from a helper at once, so resting buys nothing,
 /// and the helper only gets what the real-time threads leave: paced as well, the build for
 /// 3.1M ids came back after the index had filled and grown in line, a 300 ms stall of the
-/// shard (docs/benchmarks.md, twentieth session). There it runs flat out, as before.
+/// shard (docs/benchmarks.md, twentieth session). There it runs flat out in the normal class,
+/// and when it must hurry it goes up to the writers' real-time priority, one below the
+/// latency path's (`keel_sched::hurry`): flat out in the normal class, it still came back
+/// late in three of four disk runs at P4's rate (twenty-second session).
 ///
 /// `KEEL_INDEX_BUILD_PERCENT` (1 to 100) overrides all of it: the build paced to that share
 /// in the normal class, a diagnostic switch for comparing runs of one binary.
