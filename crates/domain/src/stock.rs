@@ -78,6 +78,9 @@ pub struct Stocks {
     closed: AtomicBool,
     /// The helper, woken when a stock runs low.
     helper: OnceLock<std::thread::Thread>,
+    /// Chunks taken from an empty stock (allocated, and faulted in, by the taking thread)
+    /// since the last `take_empty_takes`.
+    empty_takes: AtomicUsize,
 }
 
 impl Stocks {
@@ -173,6 +176,12 @@ impl Stocks {
         self.urgent.swap(false, Ordering::AcqRel)
     }
 
+    /// Chunks taken from an empty stock since the last call: each was faulted in by the
+    /// shard itself (for the log: how far the helper fell behind).
+    pub fn take_empty_takes(&self) -> usize {
+        self.empty_takes.swap(0, Ordering::Relaxed)
+    }
+
     fn running_out(&self) {
         self.urgent.store(true, Ordering::Release);
         self.low();
@@ -235,9 +244,14 @@ fn take<T: Clone + Send + 'static>(capacity: usize, sample: Option<&T>) -> Vec<T
         let (buffer, left) = stock.take();
         let counter = if sample.is_none() { &stock.copies } else { &stock.chunks };
         counter.fetch_add(1, Ordering::Relaxed);
-        if left < stock.depth / 4 {
+        let depth = stock.depth;
+        let low = left < stock.target() / 2;
+        if buffer.is_none() {
+            local.stocks.empty_takes.fetch_add(1, Ordering::Relaxed);
+        }
+        if left < depth / 4 {
             local.stocks.running_out();
-        } else if left < stock.target() / 2 {
+        } else if low {
             local.stocks.low();
         }
         buffer
@@ -474,6 +488,7 @@ mod tests {
         let mut cow: CowVec<u64> = CowVec::new();
         cow.push(0);
         assert!(stocks.take_urgent(), "the first chunk found its stock empty");
+        assert_eq!(stocks.take_empty_takes(), 1, "and was counted");
         stocks.restock();
         assert!(!stocks.take_urgent());
         let mut value = 1_u64;
@@ -492,6 +507,7 @@ mod tests {
             assert_eq!(stocks.take_urgent(), urgent, "{left} left");
         }
         assert!(!stocks.take_urgent(), "told once");
+        assert_eq!(stocks.take_empty_takes(), 0, "every chunk since came from the stock");
     }
 
     #[test]

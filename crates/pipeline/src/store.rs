@@ -798,7 +798,8 @@ impl TenantStore {
             let total = copies.iter().map(|(_, copies)| *copies as u64).sum();
             self.pass_timings.push(PassTiming::Copies(total));
             let tenant = self.engine.tenant();
-            tracing::debug!(%tenant, sequence, ?copies, "chunks copied during the state pass");
+            let empty_takes = stocks.take_empty_takes();
+            tracing::debug!(%tenant, sequence, ?copies, empty_takes, "chunks copied during the state pass");
         }
         match thread.join() {
             Ok((hash, micros)) => {
