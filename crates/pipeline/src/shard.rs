@@ -71,6 +71,11 @@ const QUEUE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 /// where an open loop's tail comes from.
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// A group commit (the journal's write and `sync_data`) this long or more is logged (debug),
+/// with the durable sequence it reached: lined up with the state passes' lines (`engine image
+/// taken` to `state pass done`), it says whether a snapshot's writes shared the disk with it.
+const SLOW_COMMIT_MICROS: u64 = 2_000;
+
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
@@ -220,7 +225,12 @@ pub(crate) fn run(
         };
         forget_durable(&mut pending, durable);
         metrics.set_last_sequence(durable);
-        store.take_commit_micros(|micros| metrics.record_sync(micros));
+        store.take_commit_micros(|micros| {
+            metrics.record_sync(micros);
+            if micros >= SLOW_COMMIT_MICROS {
+                tracing::debug!(%tenant, durable, micros, "slow journal commit");
+            }
+        });
         store.take_pass_timings(|timing| match timing {
             crate::store::PassTiming::Image(micros) => metrics.record_image(micros),
             crate::store::PassTiming::Pass(micros) => metrics.record_pass(micros),
