@@ -5,14 +5,16 @@
 #      again right after each round of (3) so that each round's ratios are against the mean of
 #      the Redis runs just before and just after it,
 #   1b. the disk's fdatasync latency percentiles (what an ack after fsync cannot beat),
-#   3. keel load closed loop against an in-process keel server with comparable concurrency,
+#   3. keel load closed loop against keel serve (its own process, a fresh data directory for
+#      each run) with comparable concurrency,
 #   4. keel load open loop at half of (3)'s one-tenant rate (latency percentiles), on the disk
 #      and again with the journal on tmpfs (the engine's and pipeline's own tail), then both
 #      again with the latency path in SCHED_FIFO where the kernel grants it, and with the
 #      journal alone on the disk, each with the time the hypervisor stole during it; then the
 #      floor an ideal group commit has at that rate, and the host's own stalls (cyclictest,
 #      scripts/host-stalls.sh: what no engine can go below),
-# then the ratios keel / Redis. Servers listen on loopback only and are stopped by PID.
+# then the ratios keel / Redis. Servers (Redis and keel serve) listen on loopback only and are
+# stopped by PID.
 # With ROUNDS > 1, (2) and (3) alternate ROUNDS times (Redis, keel, Redis, keel, ..., Redis) and
 # the verdict on P3 is the median round's: these VMs drift by 10 to 20% within minutes, more
 # than P3's margin, so a single pair can land either side of it.
@@ -24,9 +26,14 @@ rounds="${2:-1}"
 case "$rounds" in ''|*[!0-9]*|0) echo "ROUNDS must be a whole number of at least 1: $rounds" >&2; exit 2;; esac
 work="$(mktemp -d -p "$PWD" keel-compare-XXXXXX)"
 pids=()
+pids_cleanup_shm=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [ -f "$work/keel-servers" ]; then
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$work/keel-servers"
+  fi
   rm -rf "$work"
+  if [ -n "$pids_cleanup_shm" ]; then rm -rf "$pids_cleanup_shm"; fi
 }
 trap cleanup EXIT
 
@@ -78,13 +85,48 @@ redis_pair() { # -> "in-memory fsync-always" SET/s, printed as it goes
   echo "$memory $aof"
 }
 cargo build --release -q
+keel=./target/release/keel
+# One `keel serve` per run, as a broker deploys it: its own process on a loopback port, a
+# fresh data directory (under DIR), TENANTS tenants with the shipped instruments and accounts
+# (the demo tenant alone for one), the run's KEEL_* settings for both it and the load; then
+# stopped by PID (SIGINT: it drains and syncs every tenant).
+keel_port=7391
+keel_run() { # DIR TENANTS [VAR=value...] -- keel load arguments... -> the load's JSON
+  local parent="$1" count="$2"; shift 2
+  local settings=(); while [ "$1" != "--" ]; do settings+=("$1"); shift; done; shift
+  local dir names=() secrets=() secret server
+  dir="$(mktemp -d -p "$parent" keel-serve-XXXXXX)"
+  if [ "$count" -gt 1 ]; then
+    for i in $(seq "$count"); do
+      secret=$("$keel" tenant create "load$i" --data-dir "$dir/data" | sed -n 's/.*stored hashed): //p')
+      names+=("load$i"); secrets+=("$secret")
+    done
+  fi
+  env "${settings[@]}" KEEL_DATA_DIR="$dir/data" KEEL_LISTEN="127.0.0.1:$keel_port" KEEL_METRICS_LISTEN= \
+    "$keel" serve >"$dir/log" 2>&1 &
+  # (Called in a command substitution, a subshell: the PID goes to a file the cleanup reads.)
+  server=$!; echo "$server" >>"$work/keel-servers"
+  for _ in $(seq 300); do
+    grep -q '^keel serving' "$dir/log" && break
+    kill -0 "$server" 2>/dev/null || break # it stopped: a refused setting, say (its log says)
+    sleep 0.1
+  done
+  grep -q '^keel serving' "$dir/log" || { echo "keel serve did not start:" >&2; cat "$dir/log" >&2; exit 1; }
+  if [ "$count" -le 1 ]; then
+    names=(demo); secrets=("$(sed -n 's/.*stored hashed): //p' "$dir/log")")
+  fi
+  env "${settings[@]}" KEEL_CREDENTIAL="$(IFS=,; echo "${secrets[*]}")" "$keel" load \
+    --address "127.0.0.1:$keel_port" --tenant "$(IFS=,; echo "${names[*]}")" "$@" || true
+  kill -INT "$server"; wait "$server" 2>/dev/null || true
+  rm -rf "$dir"
+}
 rate() { python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["achieved_per_s"]))' "$1"; }
 redis_runs=("$(redis_pair)")
 keel_ones=(); keel_twos=()
 for round in $(seq "$rounds"); do
-  echo "== 3. keel (closed loop, 8 connections, batches of 500, ack after fsync), round $round of $rounds"
-  one=$(./target/release/keel load --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --json)
-  two=$(./target/release/keel load --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --tenants 2 --json)
+  echo "== 3. keel serve loaded by keel load (closed loop, 8 connections, batches of 500, ack after fsync), round $round of $rounds"
+  one=$(keel_run "$work" 1 -- --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --json)
+  two=$(keel_run "$work" 2 -- --seconds "$seconds" --connections 8 --in-flight 2 --batch 500 --json)
   keel_ones+=("$(rate "$one")"); keel_twos+=("$(rate "$two")")
   echo "keel, 1 tenant: ${keel_ones[-1]} instructions/s"
   echo "keel, 2 tenants: ${keel_twos[-1]} instructions/s"
@@ -99,8 +141,9 @@ echo "== 4. keel open loop at half the 1-tenant closed-loop rate (P4: p99 < 1 ms
 keel_one=$(printf '%s\n' "${keel_ones[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}')
 half=$(( keel_one / 2 ))
 echo "(half of ${keel_one}/s, the median round's one-tenant rate)"
-open_loop() { # [VAR=value...] -> the run's JSON
-  env "$@" ./target/release/keel load --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json
+open_loop() { # DIR [VAR=value...] -> the run's JSON (keel serve's data directory under DIR)
+  local parent="$1"; shift
+  keel_run "$parent" 1 "$@" -- --seconds "$seconds" --connections 4 --batch 100 --rate "$half" --json
 }
 # Each run with the time the hypervisor took from the machine during it (steal, all CPUs): a run
 # that lost much more than 4g's figures was loaded on a busy host.
@@ -114,22 +157,26 @@ print(f"worst batch latency in each second (us): {d['max_latency_us_per_second']
 print(f"host steal in each second (ms):          {d['host_steal_ms_per_second']}")
 PY
 }
-report_open "$(open_loop)"
+report_open "$(open_loop "$work")"
+shm=""
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm="$(mktemp -d -p /dev/shm keel-compare-XXXXXX)"
+  pids_cleanup_shm="$shm"
   echo "== 4b. the same with the journal on tmpfs (fdatasync free): keel's own tail, without the disk's"
-  report_open "$(open_loop TMPDIR=/dev/shm)"
+  report_open "$(open_loop "$shm")"
 fi
 # The latency path in SCHED_FIFO (docs/architecture.md, "Scheduling classes"): needs root or
-# CAP_SYS_NICE; skipped where the kernel refuses it.
-if rt_open=$(open_loop KEEL_REALTIME_PRIORITY=10 2>/dev/null); then
+# CAP_SYS_NICE (the load's pacer too); skipped where the kernel refuses it.
+rt_open=$(open_loop "$work" KEEL_REALTIME_PRIORITY=10 2>/dev/null) || rt_open=""
+if [ -n "$rt_open" ]; then
   echo "== 4c. the disk run with KEEL_REALTIME_PRIORITY=10 (shards, journal writers, sessions in SCHED_FIFO)"
   report_open "$rt_open"
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  if [ -n "$shm" ]; then
     echo "== 4d. the tmpfs run with KEEL_REALTIME_PRIORITY=10"
-    report_open "$(open_loop TMPDIR=/dev/shm KEEL_REALTIME_PRIORITY=10)"
+    report_open "$(open_loop "$shm" KEEL_REALTIME_PRIORITY=10)"
   fi
   echo "== 4e. the disk run in real time with the journal alone on the disk (no segment preallocation, no snapshot in the run)"
-  report_open "$(open_loop KEEL_REALTIME_PRIORITY=10 KEEL_JOURNAL_PREALLOCATE=false KEEL_SNAPSHOT_INTERVAL=1000000000)"
+  report_open "$(open_loop "$work" KEEL_REALTIME_PRIORITY=10 KEEL_JOURNAL_PREALLOCATE=false KEEL_SNAPSHOT_INTERVAL=1000000000)"
 else
   echo "== 4c/4d skipped: the real-time class is not granted here (KEEL_REALTIME_PRIORITY needs CAP_SYS_NICE)"
 fi

@@ -69,10 +69,33 @@ pub enum Target {
     /// A server started in this process on loopback, with fresh load tenants on a scratch
     /// data directory (removed afterwards); the report has the server's side of the latency.
     InProcess,
-    /// A running server (`keel serve`), as one tenant of it. The tenant needs the shipped
-    /// instrument master and accounts (the demo tenant has them); its report ids are new for
-    /// each run, so that a second load is not answered as duplicates.
-    Remote { address: String, tenant: TenantId, credential: String },
+    /// A running server (`keel serve`), as one or more of its tenants (each with its
+    /// credential), the connections spread over them in turn. Each tenant needs the shipped
+    /// instrument master and accounts (the demo tenant and `keel tenant create`'s defaults have
+    /// them); report ids are new for each run, so that a second load is not answered as
+    /// duplicates.
+    Remote { address: String, tenants: Vec<(TenantId, String)> },
+}
+
+/// The tenants of a running server to load and their credentials, from `--tenant` and
+/// `--credential`: each a comma-separated list, paired in order (`a,b` with `secret-a,secret-b`).
+pub fn remote_tenants(tenants: &str, credentials: &str) -> anyhow::Result<Vec<(TenantId, String)>> {
+    let tenants: Vec<&str> = tenants.split(',').map(str::trim).collect();
+    let credentials: Vec<&str> = credentials.split(',').map(str::trim).collect();
+    anyhow::ensure!(
+        tenants.len() == credentials.len(),
+        "--tenant names {} tenant(s) and --credential gives {} credential(s): one each, in the same order",
+        tenants.len(),
+        credentials.len()
+    );
+    let mut paired: Vec<(TenantId, String)> = Vec::with_capacity(tenants.len());
+    for (tenant, credential) in tenants.into_iter().zip(credentials) {
+        let id = TenantId::new_checked(tenant).with_context(|| format!("--tenant {tenant:?}"))?;
+        anyhow::ensure!(!credential.is_empty(), "--credential: the one for tenant {id} is empty");
+        anyhow::ensure!(paired.iter().all(|(seen, _)| *seen != id), "--tenant {id} is named twice");
+        paired.push((id, credential.to_owned()));
+    }
+    Ok(paired)
 }
 
 /// Batches one open-loop connection may have outstanding before it waits (the wait is still
@@ -84,6 +107,8 @@ pub const SLOW_BATCH: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct LoadReport {
+    /// Tenants the load went to: the in-process load tenants, or those `--tenant` named.
+    pub tenants: usize,
     pub instructions: u64,
     /// Accepted now or before (duplicates included).
     pub accepted: u64,
@@ -594,7 +619,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         );
         anyhow::ensure!(
             options.tenants <= 1,
-            "--tenants {}: a load of a running server goes to the one --tenant",
+            "--tenants {}: a load of a running server goes to the tenants --tenant names",
             options.tenants
         );
     }
@@ -606,13 +631,14 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
                 Local::start(options.tenants, &accounts_csv).await?;
             (Some(local), address, credentials, String::new())
         }
-        Target::Remote { address, tenant, credential } => {
+        Target::Remote { address, tenants } => {
             let address = tokio::net::lookup_host(address.as_str())
                 .await
                 .with_context(|| format!("--address {address}"))?
                 .next()
                 .with_context(|| format!("--address {address}: no such host"))?;
-            (None, address, vec![(*tenant, credential.clone())], run_prefix())
+            anyhow::ensure!(!tenants.is_empty(), "--address needs at least one tenant");
+            (None, address, tenants.clone(), run_prefix())
         }
     };
     let seconds = options.duration.map_or(60, |d| d.as_secs() as usize + 1);
@@ -684,6 +710,7 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
         cpus: crate::host::cpus(),
     });
     Ok(LoadReport {
+        tenants: credentials.len(),
         instructions: tally.instructions.load(Ordering::Relaxed),
         accepted: tally.accepted.load(Ordering::Relaxed),
         duplicates: tally.duplicates.load(Ordering::Relaxed),
@@ -1038,6 +1065,7 @@ mod tests {
     #[test]
     fn the_chart_marks_the_seconds_the_host_took() {
         let report = |steal: Option<HostSteal>| LoadReport {
+            tenants: 1,
             instructions: 3,
             accepted: 3,
             duplicates: 0,
@@ -1062,6 +1090,40 @@ mod tests {
             assert!(!render_svg(&report(quiet), "t").contains("the host took"));
         }
         assert!((took.share(Duration::from_secs(3)) - 0.047 / 6.0).abs() < 1e-12);
+    }
+
+    /// `--tenant` and `--credential` pair up in order, each a comma-separated list; a
+    /// mismatch, an empty credential, a malformed or repeated tenant is refused with a reason.
+    #[test]
+    fn remote_tenants_pair_up_in_order() {
+        type Pairs = &'static [(&'static str, &'static str)];
+        let ok: [(&str, &str, Pairs); 3] = [
+            ("demo", "s1", &[("demo", "s1")]),
+            ("acme,beta", "s1,s2", &[("acme", "s1"), ("beta", "s2")]),
+            ("acme, beta", "s1, s2", &[("acme", "s1"), ("beta", "s2")]),
+        ];
+        for (tenants, credentials, expected) in ok {
+            let paired = remote_tenants(tenants, credentials).unwrap_or_else(|e| panic!("{e:#}"));
+            let paired: Vec<(String, &str)> =
+                paired.iter().map(|(id, secret)| (id.to_string(), secret.as_str())).collect();
+            let expected: Vec<(String, &str)> =
+                expected.iter().map(|(id, secret)| ((*id).to_owned(), *secret)).collect();
+            assert_eq!(paired, expected, "{tenants} / {credentials}");
+        }
+        let refused = [
+            ("acme,beta", "s1", "2 tenant(s) and --credential gives 1"),
+            ("acme", "s1,s2", "1 tenant(s) and --credential gives 2"),
+            ("acme,beta", "s1,", "the one for tenant beta is empty"),
+            ("acme,acme", "s1,s2", "acme is named twice"),
+            ("acme,", "s1,s2", "--tenant \"\""),
+        ];
+        for (tenants, credentials, reason) in refused {
+            let error = match remote_tenants(tenants, credentials) {
+                Ok(paired) => panic!("{tenants} / {credentials} accepted: {paired:?}"),
+                Err(error) => format!("{error:#}"),
+            };
+            assert!(error.contains(reason), "{tenants} / {credentials}: {error}");
+        }
     }
 
     /// The generator's report ids are `L<connection>-<n>`, as `format!` writes them.

@@ -75,13 +75,15 @@ enum Commands {
     /// (latency from each batch's intended send time).
     Load {
         /// Load a running server (`keel serve`) instead of one started in this process, as
-        /// --tenant: one with the shipped instruments and accounts, such as the demo tenant.
+        /// --tenant: tenants with the shipped instruments and accounts, such as the demo tenant.
         #[arg(long)]
         address: Option<String>,
-        /// With --address: the tenant to load.
+        /// With --address: the tenant to load, or several separated by commas (the connections
+        /// are spread over them in turn).
         #[arg(long, default_value = keel::defaults::DEMO_TENANT, requires = "address")]
         tenant: String,
-        /// With --address: the tenant's credential (or KEEL_CREDENTIAL).
+        /// With --address: the tenant's credential (or KEEL_CREDENTIAL); for several tenants,
+        /// theirs separated by commas, in --tenant's order.
         #[arg(long, env = "KEEL_CREDENTIAL", hide_env_values = true)]
         credential: Option<String>,
         #[arg(long, default_value_t = 4)]
@@ -386,9 +388,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => keel::load::Target::InProcess,
                 Some(address) => keel::load::Target::Remote {
                     address,
-                    tenant: TenantId::new_checked(&tenant)?,
-                    credential: credential.context(
-                        "--address needs the tenant's credential: --credential or KEEL_CREDENTIAL",
+                    tenants: keel::load::remote_tenants(
+                        &tenant,
+                        &credential.context(
+                            "--address needs the tenant's credential: --credential or \
+                             KEEL_CREDENTIAL",
+                        )?,
                     )?,
                 },
             };
@@ -425,6 +430,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             if let Some(path) = &svg {
+                let tenants = report.tenants;
                 let title = format!("keel load: {connections} connections, {tenants} tenants, batches of {batch}, {mode_text}");
                 std::fs::write(path, keel::load::render_svg(&report, &title))
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -450,7 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let side = |index: usize| server.map(|(q, _)| quantiles(q[index]));
                 let total = |index: usize| server.map(|(_, totals)| totals[index]);
                 serde_json::json!({
-                    "connections": connections, "tenants": tenants, "batch": batch, "mode": mode_text,
+                    "connections": connections, "tenants": report.tenants, "batch": batch, "mode": mode_text,
                     "server": if remote { "running" } else { "in process" },
                     "new_percent": new_percent, "accounts": report.accounts, "instruments": report.instruments, "amend_recent": amend_recent,
                     "offered_per_s": report.offered, "count": count, "seconds": report.elapsed.as_secs_f64(), "instructions": report.instructions,

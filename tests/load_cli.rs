@@ -196,6 +196,100 @@ fn a_load_of_a_running_server() {
     assert!((6_000..6_100).contains(&commands), "{verified}");
 }
 
+/// `--tenant a,b` with `--credential` for each loads two tenants of a running server, the
+/// connections spread over them: every instruction acknowledged, and the two journals hold
+/// them all between them, a good share in each (two of the four connections go to each; how
+/// the count splits depends on which lane takes each batch).
+#[test]
+fn a_load_of_two_tenants_of_a_running_server() {
+    use std::io::BufRead as _;
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let dir = tempfile::tempdir().unwrap();
+    let create = |tenant: &str| {
+        let output = Command::new(keel)
+            .args(["tenant", "create", tenant, "--data-dir", "keel-data"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (_, secret) =
+            stdout.split_once("stored hashed): ").unwrap_or_else(|| panic!("{stdout}"));
+        secret.trim().to_owned()
+    };
+    let secrets = [create("acme"), create("beta")];
+    let mut server = Command::new(keel)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("KEEL_LISTEN", "127.0.0.1:0")
+        .env("KEEL_METRICS_LISTEN", "")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .take(10)
+        .find_map(|line| {
+            let line = line.unwrap();
+            let (_, rest) = line.split_once("] on ")?;
+            rest.split_once(' ').map(|(address, _)| address.to_owned())
+        })
+        .expect("the server's address");
+    let output = Command::new(keel)
+        .args(["load", "--address", &address, "--tenant", "acme,beta"])
+        .args(["--connections", "4", "--batch", "100", "--count", "4000", "--json"])
+        .env("KEEL_CREDENTIAL", secrets.join(","))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["tenants"], 2, "{report}");
+    assert_eq!(report["instructions"], 4000, "{report}");
+    assert_eq!(report["accepted_or_duplicate"], 4000, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    // One credential short: refused before any connection, with the reason.
+    let short = Command::new(keel)
+        .args(["load", "--address", &address, "--tenant", "acme,beta", "--count", "100"])
+        .env("KEEL_CREDENTIAL", &secrets[0])
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("--credential gives 1"));
+
+    let stopped = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
+    assert!(stopped.unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut trades = 0;
+    for tenant in ["acme", "beta"] {
+        let verify = Command::new(keel)
+            .args(["journal", "verify", "--data-dir", "keel-data", "--tenant", tenant])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let verified = String::from_utf8_lossy(&verify.stdout);
+        assert!(verify.status.success(), "{verified}");
+        // The tenant's set-up (its instruments and accounts, 45 commands), then its trades.
+        let commands: u64 = verified
+            .split_once(" segments, ")
+            .and_then(|(_, rest)| rest.split_once(" commands"))
+            .map(|(count, _)| count.parse().unwrap())
+            .unwrap_or_else(|| panic!("{verified}"));
+        let own = commands - SET_UP_COMMANDS;
+        assert!(own >= 1_000, "{tenant} got {own} of the 4,000: {verified}");
+        trades += own;
+    }
+    assert_eq!(trades, 4_000);
+}
+
+/// The commands `keel tenant create` journals with the shipped instruments and accounts.
+const SET_UP_COMMANDS: u64 = 45;
+
 /// `KEEL_REALTIME_PRIORITY` puts the latency path in `SCHED_FIFO`: read back from
 /// `/proc/PID/task/TID/stat` (fields 40 and 41: real-time priority and policy) while a load
 /// runs. Where the kernel refuses the class (no CAP_SYS_NICE), the run must fail up front with
