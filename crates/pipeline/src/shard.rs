@@ -72,7 +72,8 @@ const QUEUE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A group commit (the journal's write and `sync_data`) this long or more is logged (debug),
-/// with the durable sequence it reached: lined up with the state passes' lines (`engine image
+/// with the durable sequence when the shard took its timing (the commit's own, or a later one
+/// when several were reported together): lined up with the state passes' lines (`engine image
 /// taken` to `state pass done`), it says whether a snapshot's writes shared the disk with it.
 const SLOW_COMMIT_MICROS: u64 = 2_000;
 
